@@ -14,6 +14,9 @@ class UserError(Exception):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
+    def __reduce__(self):  # keeps (path, problem) when raised in a worker process
+        return type(self), (self.path, self.problem)
+
 
 def require_file(path: str | os.PathLike) -> Path:
     """Return `path` as a Path if it is a non-empty regular file, else raise UserError."""

@@ -41,3 +41,11 @@ def write_text(target: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha1 of a file's content (hex)."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha1").hexdigest()

@@ -27,6 +27,9 @@ class Sequence:
     song: Path | None = None  # audio file; None when the dataset has none (Motorica)
     offset: float = 0.0  # song time, seconds, of motion frame 0
     style: str | None = None
+    # Sequences of one group share a song or capture and always go to the same split; None means
+    # the song file's content decides (or the sequence is its own group when it has no song).
+    group: str | None = None
     # Modalities that come precomputed with the dataset, frame-aligned with `motion` (T, D).
     features: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -38,6 +41,8 @@ class Dataset:
     names: list[str]
     load: Callable[[str], Sequence] = field(repr=False)
     styles: dict[str, str | None] = field(default_factory=dict)  # name -> style, known without loading
+    # name -> the files a sequence is made from, so preparation can tell when nothing changed.
+    sources: Callable[[str], list[Path]] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.names)

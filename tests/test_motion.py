@@ -1,0 +1,242 @@
+"""The motion core: forward kinematics, rotation conversions (against scipy), Motion itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from dancegen.errors import UserError
+from dancegen.motion import Motion, Skeleton, forward_kinematics, smpl_skeleton
+from dancegen.motion import rotations as rot
+
+
+def random_motion(frames: int = 12, seed: int = 0, fps: float = 30.0) -> Motion:
+    rng = np.random.default_rng(seed)
+    return Motion(fps, smpl_skeleton(), rng.normal(size=(frames, 3)), rng.normal(size=(frames, 24, 3)))
+
+
+def random_rotvecs(n: int, seed: int = 0) -> np.ndarray:
+    """Rotation vectors with angles spread over [0, pi)."""
+    rng = np.random.default_rng(seed)
+    axis = rng.normal(size=(n, 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    return axis * rng.uniform(0, np.pi * 0.999, size=(n, 1))
+
+
+def fk(rotvecs: torch.Tensor, root: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
+    pos, _ = forward_kinematics(
+        rot.axis_angle_to_matrix(rotvecs), root, torch.from_numpy(skeleton.offsets).to(rotvecs), skeleton.parents
+    )
+    return pos
+
+
+# --- forward kinematics -----------------------------------------------------------------------
+
+
+def test_zero_rotations_give_rest_pose_plus_root_translation():
+    sk = smpl_skeleton()
+    root = np.random.default_rng(1).normal(size=(5, 3))
+    m = Motion(30, sk, root, np.zeros((5, 24, 3)))
+    np.testing.assert_allclose(m.positions(), sk.rest_positions()[None] + root[:, None], atol=1e-6)
+
+
+def test_rest_pose_is_the_smpl_template_y_up_facing_z_left_on_x():
+    p = smpl_skeleton().rest_positions()
+    names = smpl_skeleton().names
+    at = {n: p[i] for i, n in enumerate(names)}
+    assert at["head"][1] > at["root"][1] > at["lankle"][1]  # Y up
+    assert at["lshoulder"][0] > 0 > at["rshoulder"][0]  # body's left on +X
+    assert at["ltoes"][2] > at["lankle"][2]  # toes point forward, +Z
+
+
+def test_root_joint_follows_root_translation():
+    m = random_motion()
+    np.testing.assert_allclose(m.positions()[:, 0], m.root_translation, atol=1e-6)
+
+
+def test_fk_is_batched_over_leading_dimensions():
+    sk = smpl_skeleton()
+    rotvecs = torch.from_numpy(random_rotvecs(2 * 3 * 24).reshape(2, 3, 24, 3))
+    root = torch.randn(2, 3, 3, dtype=torch.float64)
+    batched = fk(rotvecs, root, sk)
+    assert batched.shape == (2, 3, 24, 3)
+    for a in range(2):
+        for b in range(3):
+            torch.testing.assert_close(batched[a, b], fk(rotvecs[a, b], root[a, b], sk))
+
+
+def test_fk_world_rotations_compose_parent_rotations():
+    sk = smpl_skeleton()
+    mats = rot.axis_angle_to_matrix(torch.from_numpy(random_rotvecs(24)))
+    _, world = forward_kinematics(mats, torch.zeros(3, dtype=torch.float64), torch.from_numpy(sk.offsets), sk.parents)
+    for j, p in enumerate(sk.parents):
+        expected = mats[j] if p < 0 else world[p] @ mats[j]
+        torch.testing.assert_close(world[j], expected)
+
+
+def test_fk_is_differentiable_gradcheck():
+    sk = Skeleton(("a", "b", "c", "d"), (-1, 0, 1, 1), [[0, 0, 0], [0, 0.3, 0], [0.2, 0.1, 0], [-0.1, 0.2, 0.3]])
+    rotvecs = torch.from_numpy(random_rotvecs(4, seed=3)).requires_grad_()
+    root = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda r, t: fk(r, t, sk), (rotvecs, root))
+
+
+def test_fk_gradient_recovers_a_pose_from_positions():
+    """Fitting rotations to target joint positions by gradient descent reaches the targets."""
+    sk = smpl_skeleton()
+    target = fk(torch.from_numpy(random_rotvecs(24, seed=5) * 0.5), torch.zeros(3, dtype=torch.float64), sk)
+    zero = torch.zeros(3, dtype=torch.float64)
+    rotvecs = torch.full((24, 3), 1e-3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([rotvecs], max_iter=200, line_search_fn="strong_wolfe", tolerance_change=1e-14)
+
+    def closure():
+        opt.zero_grad()
+        loss = (fk(rotvecs, zero, sk) - target).square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    error = (fk(rotvecs, zero, sk) - target).norm(dim=-1).max()
+    assert error < 1e-3  # metres
+
+
+def test_bone_lengths_stay_constant_under_fk():
+    m = random_motion(frames=20)
+    pos = m.positions()
+    lengths = m.skeleton.bone_lengths()
+    for j, p in enumerate(m.skeleton.parents):
+        if p >= 0:
+            np.testing.assert_allclose(np.linalg.norm(pos[:, j] - pos[:, p], axis=-1), lengths[j], atol=1e-5)
+
+
+# --- rotation conversions against scipy --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference():
+    rv = random_rotvecs(200, seed=7)
+    return torch.from_numpy(rv), Rotation.from_rotvec(rv)
+
+
+def test_axis_angle_matrix_quaternion_match_scipy(reference):
+    rv, r = reference
+    np.testing.assert_allclose(rot.axis_angle_to_matrix(rv).numpy(), r.as_matrix(), atol=1e-10)
+    q = rot.axis_angle_to_quaternion(rv).numpy()  # (x, y, z, w), like scipy
+    sign = np.sign(np.sum(q * r.as_quat(), axis=-1, keepdims=True))
+    np.testing.assert_allclose(q * sign, r.as_quat(), atol=1e-10)
+    np.testing.assert_allclose(rot.quaternion_to_matrix(torch.from_numpy(r.as_quat())).numpy(), r.as_matrix(), atol=1e-10)
+    np.testing.assert_allclose(rot.quaternion_to_axis_angle(torch.from_numpy(r.as_quat())).numpy(), r.as_rotvec(), atol=1e-8)
+
+
+def test_conversions_round_trip(reference):
+    rv, r = reference
+    m = rot.axis_angle_to_matrix(rv)
+    torch.testing.assert_close(rot.matrix_to_axis_angle(m), rv, atol=1e-8, rtol=0)
+    q = rot.matrix_to_quaternion(m)
+    torch.testing.assert_close(rot.quaternion_to_matrix(q), m, atol=1e-10, rtol=0)
+    torch.testing.assert_close(rot.quaternion_to_axis_angle(rot.axis_angle_to_quaternion(rv)), rv, atol=1e-8, rtol=0)
+    torch.testing.assert_close(rot.sixd_to_matrix(rot.matrix_to_6d(m)), m, atol=1e-10, rtol=0)
+
+
+def test_6d_is_the_first_two_matrix_columns(reference):
+    _, r = reference
+    mats = r.as_matrix()
+    sixd = rot.matrix_to_6d(torch.from_numpy(mats)).numpy()
+    np.testing.assert_allclose(sixd.reshape(-1, 3, 2), mats[:, :, :2])
+
+
+def test_6d_of_a_perturbed_vector_gives_a_proper_rotation(reference):
+    _, r = reference
+    sixd = rot.matrix_to_6d(torch.from_numpy(r.as_matrix())) + 0.1 * torch.randn(200, 6, dtype=torch.float64)
+    m = rot.sixd_to_matrix(sixd)
+    eye = torch.eye(3, dtype=torch.float64).expand_as(m)
+    torch.testing.assert_close(m.transpose(-1, -2) @ m, eye, atol=1e-10, rtol=0)
+    torch.testing.assert_close(torch.linalg.det(m), torch.ones(200, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("convention", ["ZXY", "XYZ", "YZX", "zyx", "xyz"])
+def test_euler_matches_scipy_and_round_trips(reference, convention):
+    _, r = reference
+    angles = r.as_euler(convention, degrees=True)
+    m = rot.euler_to_matrix(torch.from_numpy(angles), convention, degrees=True)
+    np.testing.assert_allclose(m.numpy(), r.as_matrix(), atol=1e-10)
+    back = rot.matrix_to_euler(torch.from_numpy(r.as_matrix()), convention, degrees=True)
+    torch.testing.assert_close(rot.euler_to_matrix(back, convention, degrees=True), m, atol=1e-8, rtol=0)
+
+
+def test_euler_zxy_is_bvh_order():
+    """BVH channels `Zrotation Xrotation Yrotation` mean R = Rz Rx Ry."""
+    z, x, y = 30.0, -50.0, 70.0
+    m = rot.euler_to_matrix(torch.tensor([z, x, y], dtype=torch.float64), "ZXY", degrees=True).numpy()
+    expected = (
+        Rotation.from_euler("z", z, degrees=True) * Rotation.from_euler("x", x, degrees=True)
+        * Rotation.from_euler("y", y, degrees=True)
+    ).as_matrix()
+    np.testing.assert_allclose(m, expected, atol=1e-12)
+
+
+# --- Motion ------------------------------------------------------------------------------------
+
+
+def test_save_load_round_trip_without_pickle(tmp_path):
+    m = random_motion(fps=29.97)
+    path = tmp_path / "take.npz"
+    m.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["take.npz"]  # no temporary left behind
+    with np.load(path, allow_pickle=False) as z:  # plain arrays only
+        assert {"fps", "joint_names", "parents", "offsets", "root_translation", "rotations"} <= set(z.files)
+    back = Motion.load(path)
+    assert back.fps == pytest.approx(29.97)
+    assert back.skeleton.names == m.skeleton.names and back.skeleton.parents == m.skeleton.parents
+    np.testing.assert_array_equal(back.skeleton.offsets, m.skeleton.offsets)
+    np.testing.assert_array_equal(back.root_translation, m.root_translation)
+    np.testing.assert_array_equal(back.rotations, m.rotations)
+
+
+def test_load_bad_files_are_user_errors(tmp_path):
+    junk = tmp_path / "junk.npz"
+    junk.write_text("not a zip")
+    with pytest.raises(UserError, match="junk.npz"):
+        Motion.load(junk)
+    with pytest.raises(UserError, match="missing.npz"):
+        Motion.load(tmp_path / "missing.npz")
+    m = random_motion()
+    m.rotations[3, 4, 0] = np.nan
+    m.save(tmp_path / "nan.npz")
+    with pytest.raises(UserError, match="NaN"):
+        Motion.load(tmp_path / "nan.npz")
+
+
+def test_slicing_and_duration():
+    m = random_motion(frames=30, fps=15)
+    assert len(m) == 30 and m.duration == pytest.approx(2.0)
+    part = m[10:20]
+    assert part.num_frames == 10 and part.fps == 15 and part.skeleton is m.skeleton
+    np.testing.assert_array_equal(part.rotations, m.rotations[10:20])
+    np.testing.assert_allclose(part.positions(), m.positions()[10:20], atol=1e-6)
+    assert m[::2].num_frames == 15
+    with pytest.raises(TypeError):
+        m[3]
+
+
+def test_shape_and_fps_validation():
+    sk = smpl_skeleton()
+    with pytest.raises(ValueError, match="shapes"):
+        Motion(30, sk, np.zeros((5, 3)), np.zeros((5, 23, 3)))
+    with pytest.raises(ValueError, match="shapes"):
+        Motion(30, sk, np.zeros((4, 3)), np.zeros((5, 24, 3)))
+    with pytest.raises(ValueError, match="shapes"):
+        Motion(30, sk, np.zeros((5, 2)), np.zeros((5, 24, 3)))
+    with pytest.raises(ValueError, match="fps"):
+        Motion(0, sk, np.zeros((5, 3)), np.zeros((5, 24, 3)))
+
+
+def test_skeleton_validation():
+    with pytest.raises(ValueError):
+        Skeleton(("a", "b"), (-1, 0), np.zeros((3, 3)))
+    with pytest.raises(ValueError):
+        Skeleton(("a", "b"), (1, -1), np.zeros((2, 3)))  # parent after child
+    sk = smpl_skeleton()
+    assert Skeleton.from_dict(sk.to_dict()).same_topology(sk)
