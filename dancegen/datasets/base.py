@@ -43,6 +43,10 @@ class Dataset:
     styles: dict[str, str | None] = field(default_factory=dict)  # name -> style, known without loading
     # name -> the files a sequence is made from, so preparation can tell when nothing changed.
     sources: Callable[[str], list[Path]] | None = field(default=None, repr=False)
+    # The dataset's official split ({"train": [...], ...}), used instead of a split by song when given.
+    splits: dict[str, list[str]] | None = None
+    # Whether a style danced to a single song still gets a test song (then it has none in train).
+    test_every_style: bool = True
 
     def __len__(self) -> int:
         return len(self.names)

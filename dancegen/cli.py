@@ -1,0 +1,136 @@
+"""The `dancegen` command. Thin: each subcommand parses options and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from .data.prepare import prepare
+
+    recipes = tuple(r for r in args.features.split(",") if r) if args.features else ()
+    manifest = prepare(args.kind, args.src, args.out, recipes=recipes, jobs=args.jobs,
+                       cache_dir=args.cache_dir, seed=args.seed, progress=not args.quiet)
+    seqs = manifest["sequences"]
+    minutes = sum(s["frames"] / s["fps"] for s in seqs.values()) / 60
+    dims = ", ".join(f"{name} ({feature['dim']})" for name, feature in manifest["features"].items())
+    print(f"prepared {len(seqs)} sequences ({minutes:.1f} min at {manifest['fps']:g} fps) into {args.out}: "
+          f"features {dims}; splits {manifest['splits']}; "
+          f"{len(seqs) - manifest['prepared_now']} unchanged sequences reused")
+
+
+def _info(args: argparse.Namespace) -> None:
+    path = Path(args.path)
+    if (path / "dataset.json").is_file():
+        from .data import PreparedDataset
+
+        data = PreparedDataset(path)
+        kind = f"prepared {data.manifest['kind']}"
+        seqs = [(s["frames"], s["fps"], s["style"]) for s in data.sequences.values()]
+        extra = [f"features: {', '.join(f'{k} ({d})' for k, d in data.features.items())}",
+                 f"splits: {data.manifest['splits']}"]
+    else:
+        from tqdm import tqdm
+
+        from .datasets import detect_kind, open_dataset
+
+        kind = detect_kind(path)
+        dataset = open_dataset(kind, path)
+        seqs, extra = [], []
+        for seq in tqdm(dataset, total=len(dataset), desc="reading", unit="seq", disable=args.quiet):
+            seqs.append((seq.motion.num_frames, seq.motion.fps, seq.style))
+            if seq.features:
+                extra = [f"dataset features: {', '.join(f'{k} ({v.shape[1]})' for k, v in seq.features.items())}"]
+    styles = Counter(style for _, _, style in seqs)
+    print("\n".join([
+        f"path: {path}",
+        f"kind: {kind}",
+        f"sequences: {len(seqs)}",
+        f"minutes: {sum(t / fps for t, fps, _ in seqs) / 60:.1f}",
+        f"fps: {', '.join(f'{f:g}' for f in sorted({fps for _, fps, _ in seqs}))}",
+        f"styles: {', '.join(f'{s} ({c})' for s, c in sorted(styles.items(), key=lambda kv: str(kv[0])))}",
+        *extra,
+    ]))
+
+
+def _features(args: argparse.Namespace) -> None:
+    from . import audio
+    from .io import save_npy, write_text
+
+    song = Path(args.song)
+    recipes = [r for r in args.features.split(",") if r]
+    arrays = audio.features_many(song, recipes, args.fps, cache_dir=args.cache_dir)
+    track = audio.beats(audio.load(song, 44100), 44100)
+    out = Path(args.out)
+    for recipe, array in arrays.items():
+        save_npy(out / f"{song.stem}.{recipe}.npy", array)
+    write_text(out / f"{song.stem}.beats.txt", "".join(f"{t:.4f}\n" for t in track.times))
+    frames = len(next(iter(arrays.values()))) if arrays else 0
+    shapes = ", ".join(f"{r} {a.shape}" for r, a in arrays.items())
+    print(f"{song.name}: {frames / args.fps:.1f} s, {track.bpm:.1f} BPM, {len(track.times)} beats; "
+          f"wrote {shapes} and beat times to {out}")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    song = Path(__file__).parent / "assets" / "demo_song.ogg"
+    print("dancegen has no trained default model yet (it comes with the main-job issue); "
+          "analysing the bundled demo song instead.")
+    _features(argparse.Namespace(song=song, out=args.out, fps=30.0, features="fact35,bailando438", cache_dir=None))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dancegen", description="Music-driven 3D dance generation.")
+    parser.add_argument("--version", action="version", version=f"dancegen {__import__('dancegen').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="turn a dataset folder into the prepared training layout")
+    p.add_argument("kind", help="dataset kind: dance-with-melody, aist, motorica, bvh-wav")
+    p.add_argument("src", help="dataset folder")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--features", default="fact35,bailando438",
+                   help="comma-separated audio recipes (default: fact35,bailando438; empty for none)")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--cache-dir", default=None, help="audio feature cache (default: $DANCEGEN_CACHE or ~/.cache/dancegen)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("features", help="a song's audio features and beats")
+    p.add_argument("song")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--fps", type=float, default=30.0, help="feature frames per second (default 30)")
+    p.add_argument("--features", default="fact35,bailando438", help="comma-separated audio recipes")
+    p.add_argument("--cache-dir", default=None, help="feature cache (default: $DANCEGEN_CACHE or ~/.cache/dancegen)")
+    p.set_defaults(func=_features)
+
+    p = sub.add_parser("demo", help="run the main job on the bundled demo song")
+    p.add_argument("-o", "--out", default="out/demo", help="output folder (default out/demo)")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("info", help="summarise a dataset folder or a prepared dataset")
+    p.add_argument("path")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as e:
+        print(f"dancegen: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dancegen: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
