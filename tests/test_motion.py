@@ -240,3 +240,15 @@ def test_skeleton_validation():
         Skeleton(("a", "b"), (1, -1), np.zeros((2, 3)))  # parent after child
     sk = smpl_skeleton()
     assert Skeleton.from_dict(sk.to_dict()).same_topology(sk)
+
+
+def test_resample_keeps_shared_frames_and_round_trips():
+    rng = np.random.default_rng(0)
+    t = np.arange(100) / 25
+    rot = 0.5 * np.sin(2 * t[:, None, None] + rng.uniform(0, 6, (1, 24, 3)))
+    m = Motion(25, smpl_skeleton(), np.c_[np.sin(t), np.ones(100), t], rot)
+    assert np.abs(m.resample(50).positions()[::2] - m.positions()).max() < 1e-6
+    up = m.resample(60)
+    assert up.fps == 60 and up.num_frames == 238  # frames k/60 within the 3.96 s span
+    back = up.resample(25)
+    assert np.abs(back.positions() - m.positions()[: back.num_frames]).max() < 2e-3

@@ -69,6 +69,22 @@ class Motion:
             )
         return pos.numpy()
 
+    def resample(self, fps: float) -> "Motion":
+        """The motion at another frame rate: rotations by slerp, root translation linearly.
+
+        Frames are taken at k / fps for every k that falls within the original's time span.
+        """
+        from scipy.spatial.transform import Rotation, Slerp
+
+        if fps == self.fps:
+            return self
+        t = np.arange(self.num_frames) / self.fps
+        new_t = np.arange(int(np.floor(t[-1] * fps + 1e-6)) + 1) / fps
+        root = np.stack([np.interp(new_t, t, self.root_translation[:, i]) for i in range(3)], axis=1)
+        rotations = np.stack([Slerp(t, Rotation.from_rotvec(self.rotations[:, j]))(new_t).as_rotvec()
+                              for j in range(self.skeleton.num_joints)], axis=1)
+        return Motion(fps, self.skeleton, root, rotations)
+
     def save(self, path: str | os.PathLike) -> None:
         """Write a self-describing .npz (no pickled objects), atomically."""
         with atomic_path(path, suffix=".npz") as tmp:
