@@ -6,7 +6,7 @@
     times, bpm = beats(y, 22050)
 """
 
-from .beats import DEFAULT_TRACKER, TRACKERS, BeatTrack, beats
+from .beats import DEFAULT_TRACKER, TRACKERS, BeatTrack, beats, song_beats
 from .cache import compute_features, context_frames, default_cache_dir, features, features_many, file_hash
 from .decode import MAX_DURATION, AudioInfo, duration, load, probe
 from .recipes import HOP_LENGTH, RECIPES, Analysis, Recipe, get_recipe, sample_rate_for
@@ -33,4 +33,5 @@ __all__ = [
     "load",
     "probe",
     "sample_rate_for",
+    "song_beats",
 ]

@@ -8,6 +8,7 @@ The feature recipes keep librosa's beat one-hot as published; this is dancegen's
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -49,3 +50,20 @@ def beats(y: np.ndarray, sr: float, *, tracker: str = DEFAULT_TRACKER) -> BeatTr
         raise ValueError(f"unknown beat tracker {tracker!r}; known: {', '.join(TRACKERS)}")
     y = np.asarray(y, dtype=np.float32)
     return _essentia(y, sr) if tracker == "essentia" else _librosa(y, sr)
+
+
+def song_beats(path, *, start: float = 0.0, duration: float | None = None, tracker: str = DEFAULT_TRACKER,
+               cache_dir=None) -> np.ndarray:
+    """Beat times (s, from `start`) of a span of a song file, cached on disk by content and span."""
+    from ..io import save_npy
+    from .cache import default_cache_dir, file_hash
+    from .decode import load
+
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    span = "end" if duration is None else f"{duration:.6f}"
+    cached = root / "beats" / tracker / f"{file_hash(path)}_from{start:.6f}s_{span}.npy"
+    if cached.is_file():
+        return np.load(cached)
+    times = beats(load(path, 44100, offset=start, duration=duration), 44100, tracker=tracker).times
+    save_npy(cached, times)
+    return times

@@ -15,7 +15,6 @@ file's bytes, the recipe's name and version, fps, and the range.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import UserError, require_file
+from ..io import file_digest as file_hash  # SHA-1 of the bytes: a renamed or moved song still hits
 from ..io import save_npy
 from .decode import MAX_DURATION, SILENCE_PEAK, load, probe
 from .recipes import HOP_LENGTH, Analysis, Recipe, get_recipe, sample_rate_for
@@ -39,15 +39,6 @@ def default_cache_dir() -> Path:
 def context_frames(fps: float) -> int:
     """Frames of audio context computed either side of a range (≥ half the 384-frame tempogram)."""
     return max(int(math.ceil(CONTEXT_SECONDS * fps)), 200)
-
-
-def file_hash(path: str | os.PathLike) -> str:
-    """SHA-1 of the file's bytes: the cache key, so a renamed or moved song still hits."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _cache_file(root: Path, digest: str, recipe: Recipe, fps: float, start: float, num_frames: int | None) -> Path:

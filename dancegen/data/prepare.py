@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import __version__
+from ..audio import RECIPES
 from ..datasets import open_dataset
 from ..errors import UserError
 from ..io import atomic_path, file_digest, save_npy, write_text
@@ -32,8 +33,6 @@ DEFAULT_RECIPES = ("fact35", "bailando438")
 
 
 def _sequence_key(sources: list[Path], recipes: tuple[str, ...]) -> str | None:
-    from ..audio import RECIPES
-
     h = hashlib.sha1(f"{layout.FORMAT_VERSION}|{__version__}|{MOTION_REPRESENTATION}".encode())
     for r in recipes:
         h.update(f"|{r}:{RECIPES[r].version}".encode())
@@ -79,8 +78,6 @@ def prepare(kind: str, src: str | os.PathLike, out: str | os.PathLike, *,
             recipes: tuple[str, ...] = DEFAULT_RECIPES, jobs: int | None = None,
             cache_dir: str | os.PathLike | None = None, seed: int = 0, progress: bool = True) -> dict:
     """Prepare dataset `src` of `kind` into `out`; returns the manifest."""
-    from ..audio import RECIPES
-
     for r in recipes:
         if r not in RECIPES:
             raise UserError(None, f"unknown audio recipe {r!r}; known: {', '.join(sorted(RECIPES))}")
@@ -134,8 +131,6 @@ def _old_manifest(out: Path) -> dict:
 
 def _finish(dataset, src: Path, out: Path, stage: Path, meta: dict, recipes, seed: int, done: int) -> dict:
     """Splits and train-only normalisation, then move staged files in and write the manifest last."""
-    from ..audio import RECIPES
-
     names = dataset.names
     feature_sets = {tuple(sorted(meta[n]["features"])) for n in names}
     if len(feature_sets) != 1:
@@ -158,14 +153,21 @@ def _finish(dataset, src: Path, out: Path, stage: Path, meta: dict, recipes, see
         "format": layout.FORMAT, "format_version": layout.FORMAT_VERSION, "dancegen_version": __version__,
         "kind": dataset.kind, "source": str(src.resolve()), "fps": fps_set.pop(),
         "motion_representation": MOTION_REPRESENTATION,
-        "features": {f: {"dim": d, **({"recipe_version": RECIPES[f].version} if f in RECIPES else {})}
-                     for f, d in dims.items()},
+        "features": {f: _feature_entry(f, d, dataset) for f, d in dims.items()},
         "splits": {k: len(v) for k, v in splits.items()},
         "prepared_now": done,
         "sequences": {n: meta[n] for n in sorted(names)},
     }
     write_text(layout.manifest_path(out), json.dumps(manifest, indent=1))
     return manifest
+
+
+def _feature_entry(feature: str, dim: int, dataset) -> dict:
+    if feature in RECIPES:
+        return {"dim": dim, "modality": "music", "recipe_version": RECIPES[feature].version}
+    if feature == MOTION_REPRESENTATION:
+        return {"dim": dim, "modality": "motion"}
+    return {"dim": dim, "modality": dataset.feature_modalities.get(feature, "other")}
 
 
 def _write_stats(out: Path, names: list[str], feature: str) -> None:

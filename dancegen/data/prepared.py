@@ -86,6 +86,10 @@ class PreparedDataset:
     def sequences(self) -> dict[str, dict]:
         return self.manifest["sequences"]
 
+    def features_of(self, modality: str) -> list[str]:
+        """The features of one modality ("motion" or "music")."""
+        return [f for f, v in self.manifest["features"].items() if v.get("modality") == modality]
+
     def split(self, split: str) -> list[str]:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}")

@@ -45,6 +45,8 @@ class Dataset:
     sources: Callable[[str], list[Path]] | None = field(default=None, repr=False)
     # The dataset's official split ({"train": [...], ...}), used instead of a split by song when given.
     splits: dict[str, list[str]] | None = None
+    # The modality ("motion" or "music") of each feature the dataset ships in `Sequence.features`.
+    feature_modalities: dict[str, str] = field(default_factory=dict)
     # Whether a style danced to a single song still gets a test song (then it has none in train).
     test_every_style: bool = True
 

@@ -342,7 +342,8 @@ def open_motorica(root: Path) -> Dataset:
 
     names = [p.stem for p in takes]
     return Dataset("motorica", root, names, load, {n: style_of(n) for n in names},
-                   sources=lambda name: [root / f"{name}.npz", pipe], test_every_style=False)
+                   sources=lambda name: [root / f"{name}.npz", pipe], test_every_style=False,
+                   feature_modalities={EXPMAP_FEATURE: "motion", AUDIO_FEATURE: "music"})
 
 
 def capture_of(name: str) -> str:
