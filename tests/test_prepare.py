@@ -76,9 +76,9 @@ def test_window_dataset_offsets_and_normalisation(synthetic: Path, tmp_path: Pat
     sample = ds[1]
     motion = data.array(name, "rot6d")
     # the earliest offset is -5, so window start `start` is frame start+5 of the sequence
-    assert torch.equal(sample["inputs"]["rot6d"], torch.from_numpy(np.asarray(motion[start + 5:start + 25])))
-    assert torch.equal(sample["outputs"]["rot6d"], torch.from_numpy(np.asarray(motion[start + 25:start + 30])))
-    assert torch.equal(sample["inputs"]["fact35"], torch.from_numpy(np.asarray(data.array(name, "fact35")[start:start + 30])))
+    assert torch.equal(sample["inputs"]["rot6d"], torch.from_numpy(np.array(motion[start + 5:start + 25])))
+    assert torch.equal(sample["outputs"]["rot6d"], torch.from_numpy(np.array(motion[start + 25:start + 30])))
+    assert torch.equal(sample["inputs"]["fact35"], torch.from_numpy(np.array(data.array(name, "fact35")[start:start + 30])))
     normed = WindowDataset(out, "train", inputs={"rot6d": (20, 0)}, outputs={"rot6d": (5, 20)})
     batch = torch.cat([normed[i]["inputs"]["rot6d"] for i in range(0, len(normed), 5)])
     assert batch.mean().abs() < 0.5 and 0.3 < batch.std() < 2.0
