@@ -83,6 +83,20 @@ def _demo(args: argparse.Namespace) -> None:
     _features(argparse.Namespace(song=song, out=args.out, fps=30.0, features="fact35,bailando438", cache_dir=None))
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from .metrics.evaluate import evaluate
+
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    print(evaluate(args.model, args.dataset, args.out, split=args.split, protocol=args.protocol, seeds=seeds,
+                   cache_dir=args.cache_dir, progress=not args.quiet))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .training import train
+
+    train(args.config, args.out, max_minutes=args.max_minutes, max_steps=args.max_steps, progress=not args.quiet)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dancegen", description="Music-driven 3D dance generation.")
     parser.add_argument("--version", action="version", version=f"dancegen {__import__('dancegen').__version__}")
@@ -111,6 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the main job on the bundled demo song")
     p.add_argument("-o", "--out", default="out/demo", help="output folder (default out/demo)")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("evaluate", help="score models and the baselines on a dataset split (docs/benchmark.md)")
+    p.add_argument("--model", action="append", default=[],
+                   help="a model name or saved-model folder; repeat for several (ground_truth, random_real "
+                        "and still_pose rows are always there)")
+    p.add_argument("--dataset", required=True, help="KIND:PATH of a raw dataset, prepared on the fly (cached)")
+    p.add_argument("--split", default="test", choices=["test", "val", "train", "all"])
+    p.add_argument("--protocol", default=None, choices=["default", "aist"],
+                   help="default: 5-s windows; aist: Bailando's 20-s AIST++ protocol (the default for aist)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds per song (default 0,1,2)")
+    p.add_argument("-o", "--out", required=True, help="output folder: results.json, results.md, plots/")
+    p.add_argument("--cache-dir", default=None, help="cache (default: $DANCEGEN_CACHE or ~/.cache/dancegen)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("train", help="train a model from a YAML config (configs/*.yaml) into a saved-model folder")
+    p.add_argument("config", help="training config, e.g. configs/diffusion.yaml")
+    p.add_argument("-o", "--out", default=None, help="output folder (default: the config's `out`): best/, last/, logs/")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
 
     p = sub.add_parser("info", help="summarise a dataset folder or a prepared dataset")
     p.add_argument("path")

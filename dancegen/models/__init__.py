@@ -1,0 +1,21 @@
+"""Model families behind one interface (`base.DanceModel`), and the benchmark baselines."""
+
+from pathlib import Path
+
+from . import baselines  # noqa: F401  (registers random_real and still_pose)
+from . import diffusion  # noqa: F401  (registers diffusion)
+from .base import DanceModel, Music, check_model, load_model, model_names, register_model
+from ..errors import UserError
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default"
+
+
+@register_model("default")
+def default_model(**_) -> DanceModel:
+    """The bundled default model (dancegen/assets/default; its MODEL_CARD.md says what it is)."""
+    if not (DEFAULT_MODEL / "config.json").is_file():
+        raise UserError(DEFAULT_MODEL, "the bundled default model is missing (reinstall dancegen)")
+    return load_model(DEFAULT_MODEL)
+
+
+__all__ = ["DEFAULT_MODEL", "DanceModel", "Music", "check_model", "load_model", "model_names", "register_model"]

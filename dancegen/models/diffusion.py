@@ -1,0 +1,445 @@
+"""Music-conditioned motion diffusion in the manner of EDGE (Tuli, Cao, Kanazawa; CVPR 2023), sized
+for a small dataset and a CPU.
+
+Representation, per frame: root height, root x/z displacement since the previous frame, and the 24
+joint rotations in 6-D (147 values), normalised with training statistics. Without absolute x/z a
+window means the same wherever the dancer is, so overlapping windows can be averaged and a dance of
+any length is the running sum of its displacements.
+
+Denoiser: a transformer over patches of `patch` frames. Each token adds the noisy motion patch, the
+music of the same frames (encoded once per window by a small transformer; it does not change with
+the diffusion step) and a learned position. FiLM (DiT's adaptive layer norm, as EDGE) on the
+diffusion time, the style and the window's pooled music modulates every block. It predicts the
+clean motion x0.
+
+Training loss (EDGE's): x0 and its velocity in feature space, joint positions and velocities by
+forward kinematics on a fixed default skeleton (the training set's median bone offsets), and foot
+contact: feet that are still in the data stay still. Cosine noise schedule; music and style are
+dropped at random so that sampling can use classifier-free guidance.
+
+Sampling: DDIM (eta = 0, so the seed's noise fixes the dance) with a few steps. A song is covered by
+windows overlapping by `overlap` frames, denoised together in chunks of `chunk` windows; after every
+step their clean estimates are averaged where they overlap with weights that fade at window edges
+(MultiDiffusion, Bar-Tal et al. 2023; EDGE in-paints each window's first half from its predecessor
+instead), so the dance is continuous and memory is flat in the song's length. Known frames (a seed
+motion to continue) replace the estimate after every step, EDGE's in-painting.
+
+Written by hand: no maintained library implements this model; the rotations, kinematics and
+transformer pieces are roma's and torch's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from ..errors import UserError
+from ..motion import Motion, forward_kinematics, smpl_skeleton
+from ..motion.rotations import matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
+from .base import DanceModel, Music, register_model
+
+STYLES = ("cha-cha", "rumba", "tango", "waltz")  # style id 0 is "none": unknown, or read it from the music
+FOOT_JOINTS = (7, 8, 10, 11)  # ankles and toes
+
+
+def style_id(style: str | None) -> int:
+    return STYLES.index(style) + 1 if style in STYLES else 0
+
+
+def cosine_alphas_cumprod(steps: int, s: float = 0.008) -> torch.Tensor:
+    """ᾱ_t of Nichol & Dhariwal's cosine schedule, t = 1..steps (betas clipped at 0.999)."""
+    t = torch.linspace(0, steps, steps + 1, dtype=torch.float64) / steps
+    f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+    betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+    return torch.cumprod(1 - betas, 0).float()
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block whose norms are modulated by the condition (FiLM / adaLN-zero)."""
+
+    def __init__(self, d_model: int, heads: int, ff: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.norm1 = nn.LayerNorm(d_model, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.norm2 = nn.LayerNorm(d_model, elementwise_affine=False, eps=1e-6)
+        self.ff = nn.Sequential(nn.Linear(d_model, ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff, d_model))
+        self.film = nn.Linear(d_model, 6 * d_model)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.film(cond)[:, None].chunk(6, dim=-1)
+        h = self.norm1(x) * (1 + scale1) + shift1
+        q, k, v = rearrange(self.qkv(h), "b n (three h d) -> three b h n d", three=3, h=self.heads)
+        a = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        x = x + (1 + gate1) * self.proj(rearrange(a, "b h n d -> b n (h d)"))
+        h = self.norm2(x) * (1 + scale2) + shift2
+        return x + (1 + gate2) * self.ff(h)
+
+
+class Denoiser(nn.Module):
+    """x_t (B, W, D), t (B,), encoded music (B, W/patch, d), style ids (B,) -> x0 estimate (B, W, D)."""
+
+    def __init__(self, motion_dim: int, music_dim: int, window: int, patch: int, d_model: int, layers: int,
+                 music_layers: int, heads: int, ff: int, dropout: float, num_styles: int):
+        super().__init__()
+        self.patch, self.d_model = patch, d_model
+        tokens = window // patch
+        self.motion_in = nn.Linear(patch * motion_dim, d_model)
+        self.music_in = nn.Linear(patch * music_dim, d_model)
+        self.position = nn.Parameter(torch.randn(1, tokens, d_model) * 0.02)
+        self.music_position = nn.Parameter(torch.randn(1, tokens, d_model) * 0.02)
+        layer = nn.TransformerEncoderLayer(d_model, heads, ff, dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.music_encoder = nn.TransformerEncoder(layer, music_layers, enable_nested_tensor=False)
+        self.null_music = nn.Parameter(torch.zeros(1, tokens, d_model))  # "no music", for guidance
+        self.style = nn.Embedding(num_styles + 1, d_model)
+        self.time = nn.Sequential(nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, d_model))
+        self.music_pool = nn.Linear(d_model, d_model)
+        self.blocks = nn.ModuleList(Block(d_model, heads, ff, dropout) for _ in range(layers))
+        self.norm_out = nn.LayerNorm(d_model, elementwise_affine=False, eps=1e-6)
+        self.film_out = nn.Linear(d_model, 2 * d_model)
+        nn.init.zeros_(self.film_out.weight)
+        nn.init.zeros_(self.film_out.bias)
+        self.out = nn.Linear(d_model, patch * motion_dim)
+
+    def encode_music(self, music: torch.Tensor) -> torch.Tensor:
+        tokens = self.music_in(rearrange(music, "b (n p) m -> b n (p m)", p=self.patch))
+        return self.music_encoder(tokens + self.music_position)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, music: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        cond = self.time(timestep_embedding(t, self.d_model)) + self.style(style) + self.music_pool(music.mean(1))
+        h = self.motion_in(rearrange(x, "b (n p) d -> b n (p d)", p=self.patch)) + music + self.position
+        for block in self.blocks:
+            h = block(h, cond)
+        shift, scale = self.film_out(cond)[:, None].chunk(2, dim=-1)
+        out = self.out(self.norm_out(h) * (1 + scale) + shift)
+        return rearrange(out, "b n (p d) -> b (n p) d", p=self.patch)
+
+
+def rot6d_to_features(rot6d: torch.Tensor) -> torch.Tensor:
+    """(..., L+1, 3+6J) dataset rot6d frames -> (..., L, 3+6J) [root y, root dx, root dz, rotations]."""
+    root = rot6d[..., :3]
+    step = root[..., 1:, :] - root[..., :-1, :]
+    return torch.cat([root[..., 1:, 1:2], step[..., 0:1], step[..., 2:3], rot6d[..., 1:, 3:]], dim=-1)
+
+
+def features_to_pose(features: torch.Tensor, start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., L, 3+6J) -> root translation (..., L, 3) and local rotation matrices (..., L, J, 3, 3).
+    The root's x/z is the running sum of the displacements, from `start` (..., 2) or the origin."""
+    xz = torch.cumsum(features[..., 1:3], dim=-2)
+    if start is not None:
+        xz = xz + start[..., None, :]
+    root = torch.stack([xz[..., 0], features[..., 0], xz[..., 1]], dim=-1)
+    rotations = sixd_to_matrix(features[..., 3:].unflatten(-1, (-1, 6)))
+    return root, rotations
+
+
+@register_model("diffusion")
+class DiffusionModel(nn.Module, DanceModel):
+    """An EDGE-style dance diffusion model; see the module docstring. Keyword arguments are its config."""
+
+    def __init__(self, *, fps: float = 25.0, music_features: tuple[str, ...] = ("fact35",),
+                 music_dims: tuple[int, ...] = (35,), window: int = 150, overlap: int = 30, patch: int = 2,
+                 d_model: int = 256, layers: int = 4, music_layers: int = 1, heads: int = 4, ff: int = 1024,
+                 dropout: float = 0.1, diffusion_steps: int = 1000, sample_steps: int = 10,
+                 guidance: float = 1.0, p_no_music: float = 0.1, p_no_style: float = 0.3,
+                 use_style: bool = True, augment_yaw: bool = True, foot_speed: float = 0.01,
+                 loss_weights: dict[str, float] | None = None, chunk: int = 32, floor_radius: float | None = 4.0,
+                 skeleton_offsets: list | None = None, **unused: Any):
+        super().__init__()
+        if window % patch or not 0 <= overlap < window:
+            raise ValueError("window must be a multiple of patch, and 0 <= overlap < window")
+        self.config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in locals().items()
+                       if k not in ("self", "unused", "__class__")}
+        self.fps, self.window, self.overlap, self.patch = float(fps), window, overlap, patch
+        self.music_features, self.music_dims = tuple(music_features), tuple(music_dims)
+        self.sample_steps, self.guidance, self.chunk, self.floor_radius = sample_steps, guidance, chunk, floor_radius
+        self.p_no_music, self.p_no_style = p_no_music, p_no_style
+        self.use_style, self.augment_yaw, self.foot_speed = use_style, augment_yaw, foot_speed
+        self.loss_weights = {"x0": 1.0, "velocity": 1.0, "positions": 1.0, "joint_velocity": 1.0, "foot": 1.0,
+                             **(loss_weights or {})}
+        self.skeleton = smpl_skeleton(None if skeleton_offsets is None else np.asarray(skeleton_offsets))
+        self.config["skeleton_offsets"] = self.skeleton.offsets.tolist()
+        self.motion_dim = 3 + 6 * self.skeleton.num_joints
+        music_dim = sum(music_dims)
+        self.net = Denoiser(self.motion_dim, music_dim, window, patch, d_model, layers, music_layers, heads, ff,
+                            dropout, len(STYLES))
+        self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(diffusion_steps))
+        self.register_buffer("offsets", torch.from_numpy(self.skeleton.offsets))
+        # normalisation, filled from training data by `for_data` and saved with the weights
+        self.register_buffer("motion_mean", torch.zeros(self.motion_dim))
+        self.register_buffer("motion_std", torch.ones(self.motion_dim))
+        self.register_buffer("music_mean", torch.zeros(music_dim))
+        self.register_buffer("music_std", torch.ones(music_dim))
+
+    # ---- construction, saving, loading -------------------------------------------------------
+
+    @classmethod
+    def for_data(cls, data, **config: Any) -> "DiffusionModel":
+        """A new model for a `PreparedDataset`: default skeleton and normalisation from its train split."""
+        names = data.split("train")
+        features = tuple(config.get("music_features", ("fact35",)))
+        config["music_dims"] = [data.features[f] for f in features]
+        config["fps"] = data.fps
+        config["skeleton_offsets"] = np.median(np.stack([data.motion(n).skeleton.offsets for n in names]), 0).tolist()
+        model = cls(**config)
+        motion = torch.cat([rot6d_to_features(torch.from_numpy(np.asarray(data.array(n, "rot6d")))) for n in names])
+        model.motion_mean.copy_(motion.mean(0))
+        model.motion_std.copy_(motion.std(0).clamp(min=1e-4))
+        stats = [data.normaliser(f) for f in features]
+        model.music_mean.copy_(torch.from_numpy(np.concatenate([s.mean for s in stats])))
+        model.music_std.copy_(torch.from_numpy(np.concatenate([s.std for s in stats])).clamp(min=1e-4))
+        return model
+
+    def windows(self) -> tuple[dict, dict]:
+        """What it trains on, as `WindowDataset` inputs and outputs (un-normalised)."""
+        return ({f: (self.window, 0) for f in self.music_features}, {"rot6d": (self.window + 1, -1)})
+
+    def save(self, folder: str | os.PathLike) -> None:
+        """`folder`/model.safetensors and config.json, each written to a temporary name and renamed."""
+        from ..io import atomic_path, write_text
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / "model.safetensors") as tmp:
+            save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(tmp))
+        write_text(folder / "config.json", json.dumps({"family": "diffusion", **self.config}, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "DiffusionModel":
+        folder = Path(folder)
+        try:
+            config = json.loads((folder / "config.json").read_text())
+            model = cls(**{k: v for k, v in config.items() if k != "family"})
+            model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            raise UserError(folder, f"cannot load the diffusion model ({e})") from None
+        return model.eval()
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ---- training ------------------------------------------------------------------------------
+
+    def normalise_music(self, music: torch.Tensor) -> torch.Tensor:
+        return (music - self.music_mean) / self.music_std
+
+    def _pose(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint positions relative to the root (B, L, J, 3) and the root's displacement per frame (B, L-1, 3)."""
+        x = features * self.motion_std + self.motion_mean
+        _, rotations = features_to_pose(x)
+        local = forward_kinematics(rotations, torch.zeros_like(x[..., :3]), self.offsets, self.skeleton.parents)[0]
+        step = torch.stack([x[..., 1:, 1], x[..., 0].diff(dim=-1), x[..., 1:, 2]], dim=-1)
+        return local, step
+
+    def loss(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """EDGE's training loss on a batch of `WindowDataset` samples (see `windows`)."""
+        rot6d = batch["outputs"]["rot6d"]
+        if self.augment_yaw and self.training:
+            rot6d = _rotate_yaw(rot6d, torch.rand(len(rot6d), generator=generator) * 2 * math.pi)
+        x0 = (rot6d_to_features(rot6d) - self.motion_mean) / self.motion_std
+        music = self.normalise_music(torch.cat([batch["inputs"][f] for f in self.music_features], dim=-1))
+        b = len(x0)
+
+        def rand(*shape):
+            return torch.rand(*shape, generator=generator).to(x0.device)
+
+        t = (rand(b) * len(self.alphas_cumprod)).long().clamp(max=len(self.alphas_cumprod) - 1)
+        noise = torch.randn(x0.shape, generator=generator).to(x0)
+        ab = self.alphas_cumprod[t][:, None, None]
+        xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        tokens = self.net.encode_music(music)
+        tokens = torch.where(rand(b, 1, 1) < self.p_no_music, self.net.null_music.expand_as(tokens), tokens)
+        styles = torch.tensor([style_id(s) for s in batch.get("style", [None] * b)], device=x0.device)
+        styles = torch.where(rand(b) < self.p_no_style, 0, styles) if self.use_style else torch.zeros_like(styles)
+        pred = self.net(xt, t, tokens, styles)
+
+        terms = {"x0": F.mse_loss(pred, x0), "velocity": F.mse_loss(pred.diff(dim=1), x0.diff(dim=1))}
+        w = self.loss_weights
+        if w["positions"] or w["joint_velocity"] or w["foot"]:
+            pos, root_step = self._pose(pred)
+            with torch.no_grad():
+                pos_true, root_step_true = self._pose(x0)
+            terms["positions"] = F.mse_loss(pos / 0.1, pos_true / 0.1)  # decimetres, relative to the root
+            vel = pos.diff(dim=1) + root_step[..., None, :]  # world joint velocities, metres per frame
+            vel_true = pos_true.diff(dim=1) + root_step_true[..., None, :]
+            terms["joint_velocity"] = F.mse_loss(vel / 0.01, vel_true / 0.01)  # cm per frame
+            feet, feet_true = vel[..., FOOT_JOINTS, :], vel_true[..., FOOT_JOINTS, :]
+            still = (feet_true.norm(dim=-1, keepdim=True) < self.foot_speed).float()
+            terms["foot"] = ((feet / 0.01) ** 2 * still).mean()
+        loss = sum(w[k] * v for k, v in terms.items())
+        return loss, {k: v.detach() for k, v in terms.items()}
+
+    # ---- sampling ------------------------------------------------------------------------------
+
+    def _denoise(self, x: torch.Tensor, t: int, tokens: torch.Tensor, styles: torch.Tensor,
+                 guidance: float) -> torch.Tensor:
+        ts = torch.full((len(x),), t, dtype=torch.long)
+        if guidance == 1.0:
+            return self.net(x, ts, tokens, styles)
+        both = self.net(torch.cat([x, x]), torch.cat([ts, ts]),
+                        torch.cat([tokens, self.net.null_music.expand_as(tokens)]),
+                        torch.cat([styles, torch.zeros_like(styles)]))
+        cond, uncond = both.chunk(2)
+        return uncond + guidance * (cond - uncond)
+
+    @torch.inference_mode()
+    def sample(self, music: torch.Tensor, *, style: int = 0, generator: torch.Generator | None = None,
+               known: torch.Tensor | None = None, mask: torch.Tensor | None = None, steps: int | None = None,
+               guidance: float | None = None, progress: bool = False) -> torch.Tensor:
+        """Normalised features (T, D) for normalised music (T, M) of any length T.
+
+        `known` (K, D) with `mask` (K, D) bool fixes the masked values of the first K frames (in-painting).
+        """
+        steps, guidance = steps or self.sample_steps, self.guidance if guidance is None else guidance
+        frames, w, o = len(music), self.window, self.overlap
+        stride = w - o
+        n = max(1, math.ceil((frames - o) / stride))
+        total = o + n * stride
+        music = F.pad(music, (0, 0, 0, total - frames))  # silence (the mean) past the end
+        index = (torch.arange(n)[:, None] * stride + torch.arange(w)[None]).reshape(-1)
+        ramp = torch.minimum(torch.arange(1, w + 1), torch.arange(w, 0, -1)).float().clamp(max=o + 1) / (o + 1)
+        weight = torch.zeros(total).index_add_(0, index, ramp.repeat(n))[:, None]
+        chunks = [slice(i, min(i + self.chunk, n)) for i in range(0, n, self.chunk)]
+        windows = music[index].reshape(n, w, -1)
+        tokens = [self.net.encode_music(windows[c]) for c in chunks]
+        styles = torch.full((n,), style, dtype=torch.long) if self.use_style else torch.zeros(n, dtype=torch.long)
+
+        ab = self.alphas_cumprod
+        times = torch.linspace(len(ab) - 1, 0, steps).round().long().tolist()
+        x = torch.randn(total, self.motion_dim, generator=generator)
+        for i, t in enumerate(tqdm(times, desc="dancing", unit="step", disable=not progress, leave=False)):
+            xw = x[index].reshape(n, w, -1)
+            x0w = torch.cat([self._denoise(xw[c], t, tok, styles[c], guidance) for c, tok in zip(chunks, tokens)])
+            x0 = torch.zeros_like(x).index_add_(0, index, (x0w * ramp[None, :, None]).reshape(n * w, -1)) / weight
+            if known is not None:
+                x0[: len(known)] = torch.where(mask, known, x0[: len(known)])
+            if i == len(times) - 1:
+                x = x0
+                break
+            a, a_next = ab[t], ab[times[i + 1]]
+            eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+            x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+        return x[:frames]
+
+    def generate(self, music: Music, *, seed_motion: Motion | None = None, length: int | None = None,
+                 seed: int = 0, style: str | None = None, steps: int | None = None, guidance: float | None = None,
+                 progress: bool = False, **controls: Any) -> Motion:
+        """A dance for `music`; `style` ("auto", or one of STYLES) defaults to `music.style`."""
+        missing = [f for f in self.music_features if f not in music.features]
+        if missing:
+            raise ValueError(f"this model needs music features {', '.join(missing)} (it has "
+                             f"{', '.join(music.features) or 'none'})")
+        length = length or music.num_frames
+        out_frames = max(1, int(round(length * self.fps / music.fps)))
+        feats = np.concatenate([_resample(np.asarray(music.features[f], np.float32), music.fps, self.fps)
+                                for f in self.music_features], axis=1)
+        feats = torch.from_numpy(feats[:out_frames])
+        feats = F.pad(self.normalise_music(feats), (0, 0, 0, out_frames - len(feats)))
+        known = mask = start = None
+        if seed_motion is not None:
+            seed_feats = torch.from_numpy(_motion_features(seed_motion.resample(self.fps))[-(self.overlap + 1):])
+            known = (rot6d_to_features(seed_feats) - self.motion_mean) / self.motion_std
+            mask = torch.ones_like(known, dtype=torch.bool)
+            feats = torch.cat([torch.zeros(len(known), feats.shape[1]), feats])
+            start = seed_feats[-1, [0, 2]]
+        chosen = music.style if style is None else style
+        generator = torch.Generator().manual_seed(int(seed))
+        was_training = self.training
+        self.eval()
+        x = self.sample(feats, style=style_id(chosen), generator=generator, known=known, mask=mask, steps=steps,
+                        guidance=guidance, progress=progress)
+        self.train(was_training)
+        if known is not None:
+            x = x[len(known):]
+        x = x * self.motion_std + self.motion_mean
+        if self.floor_radius:
+            x = keep_on_floor(x, self.floor_radius, self.fps)
+        root, rotations = features_to_pose(x, start)
+        motion = Motion(self.fps, self.skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
+        if music.fps != self.fps:
+            motion = motion.resample(music.fps)
+            motion = motion[:length] if motion.num_frames >= length else _pad_motion(motion, length)
+        return motion
+
+
+def keep_on_floor(features: torch.Tensor, radius: float, fps: float, turn_rate: float = 0.8) -> torch.Tensor:
+    """Steer a long dance so that it stays within about `radius` metres of where it starts.
+
+    Past 60% of the radius, while the dancer moves outwards, the rest of the dance turns about the
+    vertical axis (at most `turn_rate` rad/s, more the further out), bending the path back the way
+    ballroom dancers follow the floor. Poses are unchanged; only heading and path turn. (T, D) features.
+    """
+    step = features[:, 1:3].double().numpy()
+    inner, yaw, px, pz = 0.6 * radius, 0.0, 0.0, 0.0
+    yaws = np.zeros(len(step))
+    for t, (dx, dz) in enumerate(step):
+        c, s = math.cos(yaw), math.sin(yaw)
+        vx, vz = c * dx + s * dz, -s * dx + c * dz
+        px, pz = px + vx, pz + vz
+        r = math.hypot(px, pz)
+        if r > inner and vx * px + vz * pz > 0:  # outside and moving outwards: turn towards the start
+            strength = min(1.0, (r - inner) / (radius - inner))
+            yaw += math.copysign(turn_rate * strength / fps, vz * -px - vx * -pz)
+        yaws[t] = yaw
+    if not yaws.any():
+        return features
+    angles = torch.from_numpy(yaws).to(features)
+    c, s = angles.cos(), angles.sin()
+    out = features.clone()
+    out[:, 1], out[:, 2] = c * features[:, 1] + s * features[:, 2], -s * features[:, 1] + c * features[:, 2]
+    yaw_matrix = torch.stack([c, 0 * c, s, 0 * c, 0 * c + 1, 0 * c, -s, 0 * c, c], dim=-1).reshape(-1, 3, 3)
+    out[:, 3:9] = matrix_to_6d(yaw_matrix @ sixd_to_matrix(features[:, 3:9]))
+    return out
+
+
+def _rotate_yaw(rot6d: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Turn (B, L, 3+6J) rot6d windows about the vertical axis by `angles` (B,) radians."""
+    c, s, z, o = angles.cos(), angles.sin(), torch.zeros_like(angles), torch.ones_like(angles)
+    yaw = torch.stack([c, z, s, z, o, z, -s, z, c], dim=-1).reshape(-1, 1, 3, 3).to(rot6d)
+    root = (yaw @ rot6d[..., :3, None])[..., 0]
+    orient = matrix_to_6d(yaw @ sixd_to_matrix(rot6d[..., 3:9]))
+    return torch.cat([root, orient, rot6d[..., 9:]], dim=-1)
+
+
+def _motion_features(motion: Motion) -> np.ndarray:
+    from ..data.representation import motion_to_rot6d
+
+    return motion_to_rot6d(motion)
+
+
+def _resample(x: np.ndarray, fps: float, new_fps: float) -> np.ndarray:
+    if fps == new_fps or len(x) < 2:
+        return x
+    t = np.arange(len(x)) / fps
+    new_t = np.arange(int(np.floor(t[-1] * new_fps + 1e-6)) + 1) / new_fps
+    return np.stack([np.interp(new_t, t, x[:, i]) for i in range(x.shape[1])], axis=1).astype(np.float32)
+
+
+def _pad_motion(motion: Motion, length: int) -> Motion:
+    extra = length - motion.num_frames
+    return Motion(motion.fps, motion.skeleton,
+                  np.concatenate([motion.root_translation, np.repeat(motion.root_translation[-1:], extra, 0)]),
+                  np.concatenate([motion.rotations, np.repeat(motion.rotations[-1:], extra, 0)]))
