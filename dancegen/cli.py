@@ -97,6 +97,25 @@ def _train(args: argparse.Namespace) -> None:
     train(args.config, args.out, max_minutes=args.max_minutes, max_steps=args.max_steps, progress=not args.quiet)
 
 
+def _generate(args: argparse.Namespace) -> None:
+    import time
+
+    from .generation import generate_dance, write_outputs
+
+    started = time.time()
+    if args.device != "cpu":
+        import torch
+
+        torch.set_default_device(args.device)
+    result = generate_dance(args.song, model=args.model, seed=args.seed, style=args.style, start=args.start,
+                            duration=args.duration, seed_motion=args.seed_motion)
+    formats = tuple(f for f in args.formats.split(",") if f)
+    written = write_outputs(result, args.out, formats, progress=not args.quiet)
+    print(f"{result.song.name}: {result.motion.duration:.1f} s of dance from {result.start:g} s"
+          f"{f', style {result.style}' if result.style else ''}, seed {args.seed}, in {time.time() - started:.1f} s: "
+          + ", ".join(str(p) for p in written))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dancegen", description="Music-driven 3D dance generation.")
     parser.add_argument("--version", action="version", version=f"dancegen {__import__('dancegen').__version__}")
@@ -113,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the split")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("generate", help="dance to a song: NAME.bvh, .npz, .mp4 and .html in the output folder")
+    p.add_argument("song", nargs="?", default=None, help="a song file (default: the bundled demo song)")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--model", default="default", help="model name or saved-model folder (default: the bundled one)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same dance")
+    p.add_argument("--style", default="auto", help="a style the model knows, or auto: read it from the music")
+    p.add_argument("--start", type=float, default=0.0, help="seconds into the song to start dancing")
+    p.add_argument("--duration", type=float, default=None, help="seconds to dance (default: to the end)")
+    p.add_argument("--seed-motion", default=None, help="a dance to continue, .bvh or .npz")
+    p.add_argument("--formats", default="bvh,npz,mp4,html", help="comma-separated outputs (bvh,npz,mp4,html)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_generate)
 
     p = sub.add_parser("features", help="a song's audio features and beats")
     p.add_argument("song")

@@ -39,9 +39,12 @@ class Music:
 
 
 class DanceModel:
-    """Base of every model. Subclasses set `name` and implement `generate`."""
+    """Base of every model. Subclasses set `name` and implement `generate`; a model that reads
+    music says which features it needs (`music_features`, recipe names) and at which `fps`."""
 
     name: str = "model"
+    fps: float = 30.0
+    music_features: tuple[str, ...] = ()
 
     def generate(self, music: Music, *, seed_motion: Motion | None = None, length: int | None = None,
                  seed: int = 0, **controls: Any) -> Motion:

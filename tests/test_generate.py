@@ -1,0 +1,91 @@
+"""`dancegen generate` end to end, with a small model registered by the test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import dancegen
+from dancegen.cli import main
+from dancegen.models import DanceModel, Music, register_model
+from dancegen.motion import Motion, read_bvh, smpl_skeleton
+
+SEEN: dict = {}
+
+
+@register_model("test_sway")
+class Sway(DanceModel):
+    """Sways to the onset envelope: deterministic per seed, and it records what it was given."""
+
+    fps = 30.0
+    music_features = ("fact35",)
+
+    def __init__(self, **_):
+        pass
+
+    def generate(self, music: Music, *, seed_motion=None, length=None, seed=0, **controls) -> Motion:
+        SEEN.update(music=music, seed_motion=seed_motion, controls=controls)
+        t = np.arange(length) / self.fps
+        phase = np.random.default_rng(seed).uniform(0, 6, (1, 24, 3))
+        rot = 0.2 * np.sin(2 * np.pi * t[:, None, None] + phase) * (1 + music.features["fact35"][:length, :1, None])
+        return Motion(self.fps, smpl_skeleton(), np.c_[0.1 * t, np.full(length, 0.9), 0 * t], rot)
+
+
+@pytest.fixture()
+def song(tmp_path: Path) -> Path:
+    sr = 22050
+    t = np.arange(int(4.0 * sr)) / sr
+    y = 0.3 * np.sin(2 * np.pi * 220 * t) * (np.mod(t, 0.5) < 0.1)
+    path = tmp_path / "my song.wav"
+    sf.write(path, y.astype(np.float32), sr)
+    return path
+
+
+def test_generate_writes_the_four_files(song: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    code = main(["generate", str(song), "-o", str(out), "--model", "test_sway", "--start", "0.5", "--seed", "3", "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["my song.bvh", "my song.html", "my song.mp4", "my song.npz"]
+    z = np.load(out / "my song.npz")
+    assert z["positions"].shape == (105, 24, 3) and float(z["music_offset"]) == 0.5 and float(z["fps"]) == 30
+    assert list(z["joint_names"]) == list(smpl_skeleton().names) and list(z["parents"]) == list(smpl_skeleton().parents)
+    assert np.abs(read_bvh(out / "my song.bvh").positions() - z["positions"]).max() < 1e-4
+    assert SEEN["music"].start == 0.5 and SEEN["music"].features["fact35"].shape == (105, 35)
+    # the npz is a seed motion for a continuation
+    code = main(["generate", str(song), "-o", str(tmp_path / "more"), "--model", "test_sway", "-q",
+                 "--seed-motion", str(out / "my song.npz"), "--formats", "npz"])
+    assert code == 0 and SEEN["seed_motion"].num_frames == 105
+    assert [p.name for p in (tmp_path / "more").iterdir()] == ["my song.npz"]
+
+
+def test_same_seed_same_dance(song: Path):
+    a = dancegen.generate(song, model="test_sway", seed=1)
+    b = dancegen.generate(song, model="test_sway", seed=1)
+    c = dancegen.generate(song, model="test_sway", seed=2)
+    assert np.array_equal(a.rotations, b.rotations) and not np.allclose(a.rotations, c.rotations)
+
+
+@pytest.mark.parametrize("case", ["short", "silent", "odd format", "missing", "bad format list"])
+def test_bad_songs_and_options(tmp_path: Path, capsys, case):
+    sr = 22050
+    path = tmp_path / "song.wav"
+    argv = []
+    if case == "short":
+        sf.write(path, np.sin(np.arange(sr // 2) * 0.1).astype(np.float32), sr)
+    elif case == "silent":
+        sf.write(path, np.zeros(sr * 3, dtype=np.float32), sr)
+    elif case == "odd format":
+        path = tmp_path / "song.xyz"
+        path.write_bytes(b"\x00\x01 definitely not audio" * 100)
+    elif case == "bad format list":
+        sf.write(path, np.sin(np.arange(sr * 2) * 0.1).astype(np.float32), sr)
+        argv = ["--formats", "bvh,gif"]
+    out = tmp_path / "out"
+    code = main(["generate", str(path), "-o", str(out), "--model", "test_sway", "-q", *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and err.startswith("dancegen: error:"), err
+    assert case == "bad format list" or str(path) in err
+    assert not out.exists() or not any(out.iterdir())
