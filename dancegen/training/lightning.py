@@ -1,0 +1,120 @@
+"""Lightning pieces shared by every model family: the training module, the data module, saving.
+
+A family's model is an `nn.Module` with `loss(batch, generator=None) -> loss or (loss, {name: value})`,
+`windows() -> (inputs, outputs)` in `WindowDataset` terms and `save(folder)`. Training keeps an
+exponential moving average of the weights; validation and the saved model use the average.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data import PreparedDataset, WindowDataset
+
+
+class StyledWindows(Dataset):
+    """`WindowDataset` samples with the sequence's style label (a string, "" when unknown)."""
+
+    def __init__(self, root: Path, split: str, inputs: dict, outputs: dict, stride: int):
+        self.windows = WindowDataset(root, split, inputs, outputs, stride=stride, normalise=False)
+        self.styles = {n: s.get("style") or "" for n, s in self.windows.data.sequences.items()}
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**self.windows[i], "style": self.styles[self.windows.index[i][0]]}
+
+
+class WindowDataModule(L.LightningDataModule):
+    def __init__(self, root: str | Path, inputs: dict, outputs: dict, *, batch_size: int = 64,
+                 train_stride: int = 4, val_stride: int = 50, seed: int = 0):
+        super().__init__()
+        self.root, self.inputs, self.outputs = Path(root), inputs, outputs
+        self.batch_size, self.train_stride, self.val_stride, self.seed = batch_size, train_stride, val_stride, seed
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_set = StyledWindows(self.root, "train", self.inputs, self.outputs, self.train_stride)
+        self.val_set = StyledWindows(self.root, "val", self.inputs, self.outputs, self.val_stride)
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
+                          generator=generator)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.batch_size)
+
+
+class TrainingModule(L.LightningModule):
+    """AdamW with linear warm-up and cosine decay over `max_steps`; EMA of the weights."""
+
+    def __init__(self, model: torch.nn.Module, *, lr: float = 4e-4, weight_decay: float = 0.01,
+                 warmup_steps: int = 200, max_steps: int = 10000, ema_decay: float = 0.999):
+        super().__init__()
+        self.model = model
+        self.ema = copy.deepcopy(model).eval().requires_grad_(False)
+        self.lr, self.weight_decay, self.warmup_steps, self.max_steps = lr, weight_decay, warmup_steps, max_steps
+        self.ema_decay = ema_decay
+
+    @staticmethod
+    def _split(out) -> tuple[torch.Tensor, dict]:
+        return out if isinstance(out, tuple) else (out, {})
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, terms = self._split(self.model.loss(batch))
+        self.log("train/loss", loss, prog_bar=True)
+        self.log_dict({f"train/{k}": v for k, v in terms.items()})
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        decay = min(self.ema_decay, (1 + self.global_step) / (10 + self.global_step))
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.model.parameters()):
+                e.lerp_(p, 1 - decay)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.ema.eval()  # Lightning puts every submodule back in training mode after validation
+        generator = torch.Generator().manual_seed(batch_idx)  # the same noise at every validation
+        loss, terms = self._split(self.ema.loss(batch, generator=generator))
+        self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["style"]))
+        self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=len(batch["style"]))
+
+    def configure_optimizers(self):
+        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "position" not in n]
+        rest = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "position" not in n)]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
+                                       {"params": rest, "weight_decay": 0.0}], lr=self.lr)
+
+        def schedule(step: int) -> float:
+            if step < self.warmup_steps:
+                return (step + 1) / self.warmup_steps
+            progress = min(1.0, (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps))
+            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class SaveModel(L.Callback):
+    """Saves the EMA model to OUT/best whenever the validation loss improves, and to OUT/last at the end."""
+
+    def __init__(self, out: Path):
+        self.out, self.best = Path(out), math.inf
+
+    def on_validation_end(self, trainer: L.Trainer, module: TrainingModule) -> None:
+        loss = trainer.callback_metrics.get("val/loss")
+        if trainer.sanity_checking or loss is None:
+            return
+        if float(loss) < self.best:
+            self.best = float(loss)
+            module.ema.save(self.out / "best")
+
+    def on_train_end(self, trainer: L.Trainer, module: TrainingModule) -> None:
+        module.ema.save(self.out / "last")

@@ -1,0 +1,112 @@
+"""`dancegen train CONFIG.yaml`: train a model family from a YAML config into a saved-model folder.
+
+The config has four sections (see configs/diffusion.yaml):
+
+    data:     {path: data/dwm, source: "dance-with-melody:../shared/data/dance_with_melody"}
+    model:    {family: diffusion, ...the family's keyword arguments}
+    training: {seed, batch_size, train_stride, val_stride, max_steps, max_minutes, lr, ...}
+    out:      out/diffusion
+
+Relative paths are relative to the current directory. The data are prepared from `source` when
+`path` holds no prepared dataset. OUT receives logs/ (TensorBoard), best/ (the EMA model with the
+lowest validation loss) and last/ (the EMA model at the end), each a folder `load_model` reads.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import UserError
+
+TRAINING_DEFAULTS = {"seed": 0, "batch_size": 64, "train_stride": 4, "val_stride": 50, "max_steps": 10000,
+                     "max_minutes": None, "lr": 4e-4, "weight_decay": 0.01, "warmup_steps": 200,
+                     "ema_decay": 0.999, "val_every": 250, "grad_clip": 1.0, "threads": None}
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise UserError(path, f"cannot read the config ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise UserError(path, f"not valid YAML ({e})") from None
+    if not isinstance(config, dict) or "model" not in config or "data" not in config:
+        raise UserError(path, "a training config needs `data` and `model` sections")
+    unknown = set(config.get("training") or {}) - set(TRAINING_DEFAULTS)
+    if unknown:
+        raise UserError(path, f"unknown training options: {', '.join(sorted(unknown))}")
+    return config
+
+
+def prepared_data(data: dict, progress: bool = True):
+    """The prepared dataset at data["path"], prepared from data["source"] (KIND:PATH) when absent."""
+    from ..data import PreparedDataset
+    from ..data.prepare import prepare
+
+    path = Path(data["path"])
+    if not (path / "dataset.json").is_file():
+        if not data.get("source"):
+            raise UserError(path, "no prepared dataset here, and the config names no `source` to prepare it from")
+        kind, _, src = data["source"].partition(":")
+        prepare(kind, src, path, progress=progress)
+    return PreparedDataset(path)
+
+
+def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, *,
+          max_minutes: float | None = None, max_steps: int | None = None, progress: bool = True) -> Path:
+    """Train the model the config describes; returns OUT (holding best/, last/ and logs/)."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from ..models.base import _MODELS
+    from .lightning import SaveModel, TrainingModule, WindowDataModule
+
+    config = read_config(config_path)
+    options = {**TRAINING_DEFAULTS, **(config.get("training") or {})}
+    if max_minutes is not None:
+        options["max_minutes"] = max_minutes
+    if max_steps is not None:
+        options["max_steps"] = max_steps
+    out = Path(out or config.get("out") or Path("runs") / Path(config_path).stem)
+    model_config = dict(config["model"])
+    family = model_config.pop("family", None)
+    if family not in _MODELS or not hasattr(_MODELS[family], "for_data"):
+        raise UserError(config_path, f"unknown or untrainable model family {family!r}")
+    if options["threads"]:
+        torch.set_num_threads(int(options["threads"]))
+
+    data = prepared_data(config["data"], progress)
+    L.seed_everything(options["seed"], workers=True, verbose=False)
+    model = _MODELS[family].for_data(data, **model_config)
+    inputs, outputs = model.windows()
+    datamodule = WindowDataModule(data.root, inputs, outputs, batch_size=options["batch_size"],
+                                  train_stride=options["train_stride"], val_stride=options["val_stride"],
+                                  seed=options["seed"])
+    module = TrainingModule(model, lr=options["lr"], weight_decay=options["weight_decay"],
+                            warmup_steps=options["warmup_steps"], max_steps=options["max_steps"],
+                            ema_decay=options["ema_decay"])
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_steps=options["max_steps"],
+        max_time={"minutes": options["max_minutes"]} if options["max_minutes"] else None,
+        logger=TensorBoardLogger(out, name="logs", default_hp_metric=False),
+        callbacks=[SaveModel(out), TQDMProgressBar(refresh_rate=10), LearningRateMonitor("step")],
+        val_check_interval=options["val_every"], check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        gradient_clip_val=options["grad_clip"], log_every_n_steps=10, enable_checkpointing=False,
+        enable_progress_bar=progress, enable_model_summary=progress, deterministic=True,
+    )
+    started = time.time()
+    trainer.logger.log_hyperparams({"family": family, **model.config, **options})
+    trainer.fit(module, datamodule=datamodule)
+    if progress:
+        print(f"trained {family} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) for "
+              f"{trainer.global_step} steps in {(time.time() - started) / 60:.1f} min; saved {out / 'best'} and "
+              f"{out / 'last'}; logs in {out / 'logs'}")
+    return out
