@@ -14,7 +14,8 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default"
 def default_model(**_) -> DanceModel:
     """The bundled default model (dancegen/assets/default; its MODEL_CARD.md says what it is)."""
     if not (DEFAULT_MODEL / "config.json").is_file():
-        raise UserError(DEFAULT_MODEL, "the bundled default model is missing (reinstall dancegen)")
+        raise UserError(DEFAULT_MODEL, "no default model is bundled yet; pass --model with a trained model "
+                                       "folder (dancegen train configs/diffusion.yaml makes one)")
     return load_model(DEFAULT_MODEL)
 
 
