@@ -124,7 +124,10 @@ def test_interrupted_render_leaves_no_file(motion, song, tmp_path, monkeypatch):
 
 
 CTRL_C_SCRIPT = """
-import sys, numpy as np
+import signal, sys, numpy as np
+# A job started in the background by a non-interactive shell (as CI may run us) inherits SIGINT
+# ignored; a terminal's Ctrl-C reaches Python's own handler, so install it as a terminal would have.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from dancegen.motion import Motion, Skeleton, smpl_skeleton
 from dancegen.render import render_video
 n = 30 * 600  # ten minutes: still rendering when the interrupt comes
