@@ -77,10 +77,9 @@ def _features(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    song = Path(__file__).parent / "assets" / "demo_song.ogg"
-    print("dancegen has no trained default model yet (it comes with the main-job issue); "
-          "analysing the bundled demo song instead.")
-    _features(argparse.Namespace(song=song, out=args.out, fps=30.0, features="fact35,bailando438", cache_dir=None))
+    """`dancegen generate -o OUT` on the bundled demo song with the bundled default model."""
+    defaults = build_parser().parse_args(["generate", "-o", args.out])
+    _generate(defaults)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -108,7 +107,7 @@ def _generate(args: argparse.Namespace) -> None:
 
         torch.set_default_device(args.device)
     result = generate_dance(args.song, model=args.model, seed=args.seed, style=args.style, start=args.start,
-                            duration=args.duration, seed_motion=args.seed_motion)
+                            duration=args.duration, seed_motion=args.seed_motion, progress=not args.quiet)
     formats = tuple(f for f in args.formats.split(",") if f)
     written = write_outputs(result, args.out, formats, progress=not args.quiet)
     print(f"{result.song.name}: {result.motion.duration:.1f} s of dance from {result.start:g} s"
@@ -155,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="feature cache (default: $DANCEGEN_CACHE or ~/.cache/dancegen)")
     p.set_defaults(func=_features)
 
-    p = sub.add_parser("demo", help="run the main job on the bundled demo song")
+    p = sub.add_parser("demo", help="the main job on the bundled demo song: dancegen generate -o out/demo")
     p.add_argument("-o", "--out", default="out/demo", help="output folder (default out/demo)")
     p.set_defaults(func=_demo)
 

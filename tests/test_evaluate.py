@@ -63,6 +63,15 @@ def test_benchmark_rows_and_metrics(prepared: PreparedDataset, tmp_path: Path):
         assert (tmp_path / "out" / "plots" / plot).stat().st_size > 5000
 
 
+def test_style_accuracy_judges_only_styles_the_classifier_knows(prepared: PreparedDataset, tmp_path: Path):
+    test_styles = [prepared.sequences[n]["style"] for n in prepared.split("test")]
+    assert "waltz" in test_styles and set(test_styles) != {"waltz"}
+    result = run_benchmark(prepared, {}, protocol=Protocol("test", window_seconds=1.0, seeds=(0,)),
+                           style_of=lambda m: "waltz", known_styles=("waltz",), split="test",
+                           cache_dir=tmp_path / "cache", progress=False)
+    assert all(row["style_accuracy"] == 1.0 for row in result.results.values())  # the others are not judged
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--dataset", "no-colon"], "KIND:PATH"),
     (["--dataset", "synthetic:/nonexistent/folder"], "/nonexistent/folder: no such dataset folder"),

@@ -57,7 +57,9 @@ def evaluate(models: list[str], dataset: str, out: str | os.PathLike, *, split: 
     bundled = STYLE_CLASSIFIERS.get(kind)  # no classifier for the dataset's styles: style_accuracy is n/a
     classifier = MotionStyleClassifier.bundled(bundled) if bundled and (ASSETS / f"{bundled}_motion").is_dir() else None
     result = run_benchmark(data, factories, split=split, protocol=chosen,
-                           style_of=classifier.predict if classifier else None, cache_dir=cache, progress=progress)
+                           style_of=classifier.predict if classifier else None,
+                           known_styles=tuple(classifier.styles) if classifier else None, cache_dir=cache,
+                           progress=progress)
     header = (f"dancegen evaluate: {kind} `{split}` split, {len(result.songs)} songs, protocol `{chosen.name}` "
               f"(windows {chosen.window_seconds or 'whole'} s at 60 fps, seeds {list(chosen.seeds)}), "
               f"{time.time() - started:.0f} s")

@@ -51,6 +51,61 @@ class DanceModel:
         raise NotImplementedError
 
 
+class SavedModel(DanceModel):
+    """Mixin for a trainable family (an `nn.Module` whose constructor keywords are `self.config`): saving
+    as safetensors + config.json, loading without unpickling, and the normalisation a new model takes
+    from a prepared dataset's train split. The module keeps `motion_mean/std` and `music_mean/std` buffers."""
+
+    @classmethod
+    def data_config(cls, data, config: dict[str, Any]) -> dict[str, Any]:
+        """`config` completed from a `PreparedDataset`: fps, music_dims and the train split's median skeleton."""
+        names = data.split("train")
+        features = tuple(config.get("music_features", ("fact35",)))
+        return {**config, "music_dims": [data.features[f] for f in features], "fps": data.fps,
+                "skeleton_offsets": np.median(np.stack([data.motion(n).skeleton.offsets for n in names]), 0).tolist()}
+
+    def normalise_from(self, data, motion_features: Callable, min_std: float = 1e-4) -> None:
+        """Fill the normalisation buffers from the train split: `motion_features(rot6d tensor)` per sequence."""
+        import torch
+
+        names = data.split("train")
+        motion = torch.cat([motion_features(torch.from_numpy(np.array(data.array(n, "rot6d")))) for n in names])
+        self.motion_mean.copy_(motion.mean(0))
+        self.motion_std.copy_(motion.std(0).clamp(min=min_std))
+        stats = [data.normaliser(f) for f in self.music_features]
+        self.music_mean.copy_(torch.from_numpy(np.concatenate([s.mean for s in stats])))
+        self.music_std.copy_(torch.from_numpy(np.concatenate([s.std for s in stats])).clamp(min=1e-4))
+
+    def save(self, folder: str | os.PathLike) -> None:
+        """`folder`/model.safetensors and config.json, each written to a temporary name and renamed."""
+        from safetensors.torch import save_file
+
+        from ..io import atomic_path, write_text
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / "model.safetensors") as tmp:
+            save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(tmp))
+        write_text(folder / "config.json", json.dumps({"family": self.name, **self.config}, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike):
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        try:
+            config = json.loads((folder / "config.json").read_text())
+            model = cls(**{k: v for k, v in config.items() if k != "family"})
+            model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
+            raise UserError(folder, f"cannot load the {cls.name} model ({e})") from None
+        return model.eval()
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
 _MODELS: dict[str, Callable[..., DanceModel]] = {}
 
 

@@ -30,24 +30,19 @@ transformer pieces are roma's and torch's.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from ..errors import UserError
 from ..motion import Motion, forward_kinematics, smpl_skeleton
 from ..motion.rotations import matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
-from .base import DanceModel, Music, register_model
+from .base import Music, SavedModel, register_model
 
 STYLES = ("cha-cha", "rumba", "tango", "waltz")  # style id 0 is "none": unknown, or read it from the music
 FOOT_JOINTS = (7, 8, 10, 11)  # ankles and toes
@@ -156,7 +151,7 @@ def features_to_pose(features: torch.Tensor, start: torch.Tensor | None = None) 
 
 
 @register_model("diffusion")
-class DiffusionModel(nn.Module, DanceModel):
+class DiffusionModel(nn.Module, SavedModel):
     """An EDGE-style dance diffusion model; see the module docstring. Keyword arguments are its config."""
 
     def __init__(self, *, fps: float = 25.0, music_features: tuple[str, ...] = ("fact35",),
@@ -198,48 +193,13 @@ class DiffusionModel(nn.Module, DanceModel):
     @classmethod
     def for_data(cls, data, **config: Any) -> "DiffusionModel":
         """A new model for a `PreparedDataset`: default skeleton and normalisation from its train split."""
-        names = data.split("train")
-        features = tuple(config.get("music_features", ("fact35",)))
-        config["music_dims"] = [data.features[f] for f in features]
-        config["fps"] = data.fps
-        config["skeleton_offsets"] = np.median(np.stack([data.motion(n).skeleton.offsets for n in names]), 0).tolist()
-        model = cls(**config)
-        motion = torch.cat([rot6d_to_features(torch.from_numpy(np.asarray(data.array(n, "rot6d")))) for n in names])
-        model.motion_mean.copy_(motion.mean(0))
-        model.motion_std.copy_(motion.std(0).clamp(min=1e-4))
-        stats = [data.normaliser(f) for f in features]
-        model.music_mean.copy_(torch.from_numpy(np.concatenate([s.mean for s in stats])))
-        model.music_std.copy_(torch.from_numpy(np.concatenate([s.std for s in stats])).clamp(min=1e-4))
+        model = cls(**cls.data_config(data, config))
+        model.normalise_from(data, rot6d_to_features, min_std=1e-4)
         return model
 
     def windows(self) -> tuple[dict, dict]:
         """What it trains on, as `WindowDataset` inputs and outputs (un-normalised)."""
         return ({f: (self.window, 0) for f in self.music_features}, {"rot6d": (self.window + 1, -1)})
-
-    def save(self, folder: str | os.PathLike) -> None:
-        """`folder`/model.safetensors and config.json, each written to a temporary name and renamed."""
-        from ..io import atomic_path, write_text
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / "model.safetensors") as tmp:
-            save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        write_text(folder / "config.json", json.dumps({"family": "diffusion", **self.config}, indent=1) + "\n")
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike) -> "DiffusionModel":
-        folder = Path(folder)
-        try:
-            config = json.loads((folder / "config.json").read_text())
-            model = cls(**{k: v for k, v in config.items() if k != "family"})
-            model.load_state_dict(load_file(str(folder / "model.safetensors")))
-        except (OSError, ValueError, KeyError, RuntimeError) as e:
-            raise UserError(folder, f"cannot load the diffusion model ({e})") from None
-        return model.eval()
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     # ---- training ------------------------------------------------------------------------------
 

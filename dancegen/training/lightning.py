@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import PreparedDataset, WindowDataset
+from ..data import WindowDataset
 
 
 class StyledWindows(Dataset):
@@ -78,6 +78,8 @@ class TrainingModule(L.LightningModule):
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.model.parameters()):
                 e.lerp_(p, 1 - decay)
+            for e, b in zip(self.ema.buffers(), self.model.buffers()):  # e.g. a codebook updated in place
+                e.copy_(b)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self.ema.eval()  # Lightning puts every submodule back in training mode after validation
@@ -87,8 +89,9 @@ class TrainingModule(L.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=len(batch["style"]))
 
     def configure_optimizers(self):
-        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "position" not in n]
-        rest = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "position" not in n)]
+        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        decay = [p for n, p in trainable if p.ndim >= 2 and "position" not in n]
+        rest = [p for n, p in trainable if not (p.ndim >= 2 and "position" not in n)]
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
                                        {"params": rest, "weight_decay": 0.0}], lr=self.lr)
 

@@ -25,7 +25,7 @@ from ..errors import UserError
 
 TRAINING_DEFAULTS = {"seed": 0, "batch_size": 64, "train_stride": 4, "val_stride": 50, "max_steps": 10000,
                      "max_minutes": None, "lr": 4e-4, "weight_decay": 0.01, "warmup_steps": 200,
-                     "ema_decay": 0.999, "val_every": 250, "grad_clip": 1.0, "threads": None}
+                     "ema_decay": 0.999, "val_every": 250, "grad_clip": 1.0, "threads": None, "stages": None}
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -58,6 +58,27 @@ def prepared_data(data: dict, progress: bool = True):
     return PreparedDataset(path)
 
 
+def _stages(config_path, model, options: dict) -> list[tuple[str | None, dict]]:
+    """[(stage, options)]: one unnamed stage for a single-stage family; for a family with `stages`
+    (e.g. bailando's vqvae then gpt), each stage's options are the training options updated by
+    `training.stages.NAME`. A --max-minutes or --max-steps given on the command line caps every stage."""
+    names = getattr(model, "stages", None)
+    if not names:
+        return [(None, options)]
+    given = options.get("stages") or {}
+    unknown = set(given) - set(names)
+    if unknown or not all(isinstance(v, dict) for v in given.values()):
+        raise UserError(config_path, f"training.stages takes {', '.join(names)}, each a mapping of training options")
+    stages = []
+    for name in names:
+        stage = {**options, **(given.get(name) or {})}
+        for key in ("max_minutes", "max_steps"):
+            if options.get(f"cli_{key}") is not None:
+                stage[key] = options[f"cli_{key}"]
+        stages.append((name, stage))
+    return stages
+
+
 def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, *,
           max_minutes: float | None = None, max_steps: int | None = None, progress: bool = True) -> Path:
     """Train the model the config describes; returns OUT (holding best/, last/ and logs/)."""
@@ -72,9 +93,9 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
     config = read_config(config_path)
     options = {**TRAINING_DEFAULTS, **(config.get("training") or {})}
     if max_minutes is not None:
-        options["max_minutes"] = max_minutes
+        options["max_minutes"] = options["cli_max_minutes"] = max_minutes
     if max_steps is not None:
-        options["max_steps"] = max_steps
+        options["max_steps"] = options["cli_max_steps"] = max_steps
     out = Path(out or config.get("out") or Path("runs") / Path(config_path).stem)
     model_config = dict(config["model"])
     family = model_config.pop("family", None)
@@ -90,21 +111,32 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
     datamodule = WindowDataModule(data.root, inputs, outputs, batch_size=options["batch_size"],
                                   train_stride=options["train_stride"], val_stride=options["val_stride"],
                                   seed=options["seed"])
-    module = TrainingModule(model, lr=options["lr"], weight_decay=options["weight_decay"],
-                            warmup_steps=options["warmup_steps"], max_steps=options["max_steps"],
-                            ema_decay=options["ema_decay"])
-    trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=options["max_steps"],
-        max_time={"minutes": options["max_minutes"]} if options["max_minutes"] else None,
-        logger=TensorBoardLogger(out, name="logs", default_hp_metric=False),
-        callbacks=[SaveModel(out), TQDMProgressBar(refresh_rate=10), LearningRateMonitor("step")],
-        val_check_interval=options["val_every"], check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        gradient_clip_val=options["grad_clip"], log_every_n_steps=10, enable_checkpointing=False,
-        enable_progress_bar=progress, enable_model_summary=progress, deterministic=True,
-    )
+    stages = _stages(config_path, model, options)
     started = time.time()
-    trainer.logger.log_hyperparams({"family": family, **model.config, **options})
-    trainer.fit(module, datamodule=datamodule)
+    for stage, stage_options in stages:
+        if stage is not None:
+            model.set_stage(stage)
+            if progress:
+                print(f"stage {stage}: up to {stage_options['max_steps']} steps"
+                      + (f" or {stage_options['max_minutes']:.0f} min" if stage_options["max_minutes"] else ""))
+        module = TrainingModule(model, lr=stage_options["lr"], weight_decay=stage_options["weight_decay"],
+                                warmup_steps=stage_options["warmup_steps"], max_steps=stage_options["max_steps"],
+                                ema_decay=stage_options["ema_decay"])
+        minutes = stage_options["max_minutes"]
+        trainer = L.Trainer(
+            accelerator="cpu", devices=1, max_steps=stage_options["max_steps"],
+            max_time={"minutes": minutes} if minutes else None,
+            logger=TensorBoardLogger(out, name="logs", version=stage, default_hp_metric=False),
+            callbacks=[SaveModel(out), LearningRateMonitor("step")] + ([TQDMProgressBar(refresh_rate=10)] if progress else []),
+            val_check_interval=min(stage_options["val_every"], stage_options["max_steps"]),
+            check_val_every_n_epoch=None, num_sanity_val_steps=0,
+            gradient_clip_val=stage_options["grad_clip"], log_every_n_steps=10, enable_checkpointing=False,
+            enable_progress_bar=progress, enable_model_summary=progress, deterministic=True,
+        )
+        trainer.logger.log_hyperparams({"family": family, "stage": stage or "", **model.config,
+                                        **{k: v for k, v in stage_options.items() if k != "stages"}})
+        trainer.fit(module, datamodule=datamodule)
+        model.load_state_dict(module.ema.state_dict())  # the next stage starts from the averaged weights
     if progress:
         print(f"trained {family} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) for "
               f"{trainer.global_step} steps in {(time.time() - started) / 60:.1f} min; saved {out / 'best'} and "

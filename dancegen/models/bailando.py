@@ -1,0 +1,518 @@
+"""Bailando (Li et al., CVPR 2022) sized for a small dataset and a CPU: a choreographic memory of
+dance units and a cross-conditional GPT that composes them to the music.
+
+Representation, per frame (148 values, normalised with training statistics): root height, the root's
+displacement in the dancer's own heading frame (x, z), the heading's change (yaw rate), the pelvis
+rotation without its heading (6-D) and the 23 other joints' local rotations (6-D). Nothing in it
+depends on where the dancer stands or faces, so a dance unit means the same anywhere on the floor;
+the path is integrated back when decoding (`integrate`), bent back towards the middle of the floor
+when it wanders too far.
+
+Choreographic memory: two VQ-VAEs, one for the lower body (root and legs) and one for the upper
+body, each a 1-D convolutional encoder that downsamples time by `down`, a codebook of `codes`
+entries (updated by exponential moving averages, dead entries restarted from the batch: VQ-VAE-2,
+Razavi et al. 2019) and a mirrored decoder.
+
+Motion GPT: a causal transformer over code steps. Each step adds the previous upper and lower codes,
+the music of the step's frames (a small convolutional encoder over the music features that sees
+a third of a second ahead), a position and the style. Two heads predict the step's upper code and
+then, given the upper code, its lower code: Bailando's cross-conditional prediction. Sampling is
+autoregressive with a key/value cache over a sliding context, so memory is flat in the song's length.
+
+Training has two stages, `vqvae` then `gpt` (the VQ-VAEs frozen); `dancegen train
+configs/bailando.yaml` runs both. Bailando's third stage (actor-critic fine-tuning with a beat
+reward) is not here yet.
+
+Written by hand: no maintained library implements this model; the transformer, convolution and
+rotation pieces are torch's and roma's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter1d
+from einops import rearrange
+from torch import nn
+from tqdm import tqdm
+
+from ..data.representation import mirror_rot6d
+from ..motion import Motion, smpl_skeleton
+from ..motion.rotations import matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
+from .base import Music, SavedModel, register_model
+from .diffusion import STYLES, _motion_features, _pad_motion, _resample, style_id
+
+LOWER_JOINTS = (1, 2, 4, 5, 7, 8, 10, 11)  # hips, knees, ankles, feet (the pelvis goes with the root)
+UPPER_JOINTS = (3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)
+FEATURE_DIM = 10 + 6 * 23
+
+
+def _columns(joints: tuple[int, ...]) -> list[int]:
+    return [c for j in joints for c in range(10 + 6 * (j - 1), 10 + 6 * j)]
+
+
+LOWER = list(range(10)) + _columns(LOWER_JOINTS)
+UPPER = _columns(UPPER_JOINTS)
+
+
+def _yaw_matrix(angle: torch.Tensor) -> torch.Tensor:
+    c, s, z, o = angle.cos(), angle.sin(), torch.zeros_like(angle), torch.ones_like(angle)
+    return torch.stack([c, z, s, z, o, z, -s, z, c], dim=-1).unflatten(-1, (3, 3))
+
+
+def _wrap(angle: torch.Tensor) -> torch.Tensor:
+    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
+
+
+def heading(pelvis: torch.Tensor) -> torch.Tensor:
+    """Yaw (radians about +Y) of the pelvis's forward axis (+Z at rest); rotation matrices (..., 3, 3)."""
+    return torch.atan2(pelvis[..., 0, 2], pelvis[..., 2, 2])
+
+
+def rot6d_to_local(rot6d: torch.Tensor) -> torch.Tensor:
+    """(..., L+1, 3+6·24) rot6d frames -> (..., L, 148) heading-free features of the last L frames."""
+    root, pelvis = rot6d[..., :3], sixd_to_matrix(rot6d[..., 3:9])
+    yaw = heading(pelvis)
+    step = root[..., 1:, :] - root[..., :-1, :]
+    c, s = yaw[..., 1:].cos(), yaw[..., 1:].sin()
+    local_x = c * step[..., 0] - s * step[..., 2]
+    local_z = s * step[..., 0] + c * step[..., 2]
+    tilt = matrix_to_6d(_yaw_matrix(-yaw[..., 1:]) @ pelvis[..., 1:, :, :])
+    return torch.cat([root[..., 1:, 1:2], local_x[..., None], local_z[..., None],
+                      _wrap(yaw[..., 1:] - yaw[..., :-1])[..., None], tilt, rot6d[..., 1:, 9:]], dim=-1)
+
+
+def integrate(features: torch.Tensor, *, start_xz=(0.0, 0.0), start_heading: float = 0.0,
+              floor_radius: float | None = None, fps: float = 25.0, turn_rate: float = 0.8):
+    """(T, 148) features -> root translation (T, 3) and local rotation matrices (T, 24, 3, 3).
+
+    With `floor_radius`, past 60% of it and while moving outwards, the heading turns (at most
+    `turn_rate` rad/s, more the further out) towards the start, the way ballroom dancers follow the
+    floor: poses are unchanged, only the path bends, so a song of any length stays on the floor."""
+    x = features.double().numpy()
+    yaw, (px, pz) = float(start_heading), (float(start_xz[0]), float(start_xz[1]))
+    inner = None if floor_radius is None else 0.6 * floor_radius
+    yaws, xz = np.zeros(len(x)), np.zeros((len(x), 2))
+    for t, (lx, lz, rate) in enumerate(x[:, 1:4]):
+        yaw += rate
+        c, s = math.cos(yaw), math.sin(yaw)
+        dx, dz = c * lx + s * lz, -s * lx + c * lz
+        px, pz = px + dx, pz + dz
+        if inner is not None:
+            r = math.hypot(px, pz)
+            if r > inner and dx * px + dz * pz > 0:
+                strength = min(1.0, (r - inner) / (floor_radius - inner))
+                yaw += math.copysign(turn_rate * strength / fps, dx * pz - dz * px)
+        yaws[t], xz[t] = yaw, (px, pz)
+    root = torch.from_numpy(np.stack([xz[:, 0], x[:, 0], xz[:, 1]], axis=1)).to(features.dtype)
+    pelvis = _yaw_matrix(torch.from_numpy(yaws).to(features.dtype)) @ sixd_to_matrix(features[:, 4:10])
+    joints = sixd_to_matrix(features[:, 10:].unflatten(-1, (23, 6)))
+    return root, torch.cat([pelvis[:, None], joints], dim=1)
+
+
+# ---- choreographic memory -----------------------------------------------------------------------
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int, dilation: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.GELU(), nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation),
+                                 nn.GELU(), nn.Conv1d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class Quantizer(nn.Module):
+    """A codebook updated by exponential moving averages, dead entries restarted from the batch."""
+
+    def __init__(self, codes: int, dim: int, decay: float = 0.99):
+        super().__init__()
+        self.decay = decay
+        self.register_buffer("embedding", torch.randn(codes, dim) * 0.1)
+        self.register_buffer("cluster_size", torch.zeros(codes))
+        self.register_buffer("embedding_sum", self.embedding.clone())
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, dim) -> (N,) nearest codebook entries."""
+        return torch.cdist(z, self.embedding).argmin(dim=1)
+
+    def forward(self, z: torch.Tensor, generator: torch.Generator | None = None):
+        """(N, dim) -> quantised (N, dim) with straight-through gradients, indices, commitment loss."""
+        if self.training and not self.initialised:
+            self._restart(z, torch.ones(len(self.embedding), dtype=torch.bool), generator)
+            self.cluster_size.fill_(1.0)
+            self.initialised.fill_(True)
+        idx = self.indices(z.detach())
+        q = self.embedding[idx]
+        if self.training:
+            with torch.no_grad():
+                onehot = F.one_hot(idx, len(self.embedding)).type(z.dtype)
+                self.cluster_size.lerp_(onehot.sum(0), 1 - self.decay)
+                self.embedding_sum.lerp_(onehot.T @ z.detach(), 1 - self.decay)
+                n = self.cluster_size.sum()
+                size = (self.cluster_size + 1e-5) / (n + len(self.embedding) * 1e-5) * n
+                self.embedding.copy_(self.embedding_sum / size[:, None])
+                self._restart(z, self.cluster_size < 0.03, generator)
+        commitment = F.mse_loss(z, q.detach())
+        return z + (q - z).detach(), idx, commitment
+
+    @torch.no_grad()
+    def _restart(self, z: torch.Tensor, dead: torch.Tensor, generator: torch.Generator | None) -> None:
+        count = int(dead.sum())
+        if count == 0:
+            return
+        pick = torch.randint(len(z), (count,), generator=generator).to(z.device)
+        fresh = z.detach()[pick] + 0.01 * torch.randn(count, z.shape[1], generator=generator).to(z)
+        self.embedding[dead] = fresh
+        self.embedding_sum[dead] = fresh
+        self.cluster_size[dead] = 1.0
+
+
+class VQVAE(nn.Module):
+    """Motion (B, T, D) <-> codes (B, T/down): a body part's choreographic memory."""
+
+    def __init__(self, dim: int, channels: int, code_dim: int, codes: int, down: int, upsample: str = "nearest"):
+        super().__init__()
+        steps = int(math.log2(down))
+        if 2 ** steps != down:
+            raise ValueError("down must be a power of 2")
+        enc = [nn.Conv1d(dim, channels, 3, padding=1)]
+        for _ in range(steps):
+            enc += [ResBlock(channels, 1), ResBlock(channels, 3), nn.Conv1d(channels, channels, 4, 2, 1)]
+        self.encoder = nn.Sequential(*enc, ResBlock(channels, 1), nn.GELU(), nn.Conv1d(channels, code_dim, 1))
+        dec = [nn.Conv1d(code_dim, channels, 3, padding=1), ResBlock(channels, 1)]
+        for _ in range(steps):
+            dec += [nn.Upsample(scale_factor=2, mode=upsample), nn.Conv1d(channels, channels, 3, padding=1),
+                    ResBlock(channels, 3), ResBlock(channels, 1)]
+        self.decoder = nn.Sequential(*dec, nn.GELU(), nn.Conv1d(channels, dim, 3, padding=1))
+        self.quantizer = Quantizer(codes, code_dim)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(self.encoder(x.transpose(1, 2)), "b c n -> b n c")
+
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.encode(x)
+        return self.quantizer.indices(z.flatten(0, 1)).view(z.shape[:2])
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.quantizer.embedding[codes].transpose(1, 2)).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        z = self.encode(x)
+        q, idx, commitment = self.quantizer(z.flatten(0, 1), generator)
+        out = self.decoder(q.view(z.shape).transpose(1, 2)).transpose(1, 2)
+        return out, idx.view(z.shape[:2]), commitment
+
+
+# ---- motion GPT ---------------------------------------------------------------------------------
+
+
+class CausalBlock(nn.Module):
+    """Pre-norm causal self-attention block; `cache` (k, v) makes one step cost one token."""
+
+    def __init__(self, d_model: int, heads: int, ff: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.qkv, self.proj = nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, ff), nn.GELU(), nn.Linear(ff, d_model), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, cache: tuple | None = None) -> tuple[torch.Tensor, tuple]:
+        q, k, v = rearrange(self.qkv(self.norm1(x)), "b n (three h d) -> three b h n d", three=3, h=self.heads)
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+            a = F.scaled_dot_product_attention(q, k, v)  # the new tokens come last and see everything before
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                               dropout_p=self.dropout if self.training else 0.0)
+        x = x + F.dropout(self.proj(rearrange(a, "b h n d -> b n (h d)")), self.dropout, self.training)
+        return x + self.ff(self.norm2(x)), (k, v)
+
+
+class MotionGPT(nn.Module):
+    def __init__(self, codes: int, music_dim: int, down: int, context: int, d_model: int, layers: int,
+                 heads: int, ff: int, dropout: float, num_styles: int, music_channels: int):
+        super().__init__()
+        self.down, self.context = down, context
+        self.up_in, self.down_in = nn.Embedding(codes + 1, d_model), nn.Embedding(codes + 1, d_model)  # +1: start
+        self.music_in = nn.Linear(music_dim, music_channels)
+        self.music_conv = nn.Sequential(nn.Conv1d(music_channels, music_channels, 9, padding=4), nn.GELU(),
+                                        nn.Conv1d(music_channels, music_channels, 9, padding=4), nn.GELU())
+        self.music_pool = nn.Linear(down * music_channels, d_model)
+        self.position = nn.Parameter(torch.zeros(context, d_model))
+        nn.init.normal_(self.position, std=0.02)
+        self.style = nn.Embedding(num_styles + 1, d_model)
+        nn.init.zeros_(self.style.weight)
+        self.blocks = nn.ModuleList(CausalBlock(d_model, heads, ff, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.up_head = nn.Linear(d_model, codes)
+        self.up_given = nn.Embedding(codes, d_model)
+        self.down_head = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, codes))
+
+    def encode_music(self, music: torch.Tensor) -> torch.Tensor:
+        """(B, T, music_dim) normalised frames, T a multiple of `down` -> (B, T/down, d) step features."""
+        h = self.music_conv(self.music_in(music).transpose(1, 2)).transpose(1, 2)
+        return self.music_pool(rearrange(h, "b (n p) d -> b n (p d)", p=self.down))
+
+    def embed(self, prev_up, prev_down, music_steps, styles, first: int = 0) -> torch.Tensor:
+        n = prev_up.shape[1]
+        return (self.up_in(prev_up) + self.down_in(prev_down) + music_steps
+                + self.position[first:first + n] + self.style(styles)[:, None])
+
+    def forward(self, h: torch.Tensor, caches: list | None = None) -> tuple[torch.Tensor, list]:
+        new = []
+        for i, block in enumerate(self.blocks):
+            h, kv = block(h, None if caches is None else caches[i])
+            new.append(kv)
+        return self.norm(h), new
+
+    def logits(self, h: torch.Tensor, up: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.up_head(h), self.down_head(h + self.up_given(up))
+
+
+@register_model("bailando")
+class BailandoModel(nn.Module, SavedModel):
+    """Bailando's choreographic memory and cross-conditional GPT; see the module docstring."""
+
+    stages = ("vqvae", "gpt")
+
+    def __init__(self, *, fps: float = 25.0, music_features: tuple[str, ...] = ("fact35",),
+                 music_dims: tuple[int, ...] = (35,), down: int = 4, codes: int = 512, code_dim: int = 64,
+                 channels: int = 128, context: int = 64, d_model: int = 192, layers: int = 3, heads: int = 4,
+                 ff: int = 768, music_channels: int = 64, dropout: float = 0.1, p_no_style: float = 0.2, p_start: float = 0.1,
+                 p_corrupt: float = 0.0, mirror: bool = False, music_columns: list[int] | None = None,
+                 use_style: bool = True, commitment: float = 0.1, vq_window: int = 64, velocity_weight: float = 1.0,
+                 acceleration_weight: float = 0.0, upsample: str = "nearest",
+                 temperature: float = 1.0, top_k: int | None = None, guidance: float = 1.0,
+                 smooth_sigma: float = 0.0, floor_radius: float | None = 4.0,
+                 skeleton_offsets: list | None = None, **unused: Any):
+        super().__init__()
+        self.config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in locals().items()
+                       if k not in ("self", "unused", "__class__")}
+        self.fps, self.down, self.codes, self.context = float(fps), down, codes, context
+        self.music_features, self.music_dims = tuple(music_features), tuple(music_dims)
+        self.p_no_style, self.p_start, self.p_corrupt, self.use_style = p_no_style, p_start, p_corrupt, use_style
+        self.mirror, self.smooth_sigma = mirror, smooth_sigma
+        self.music_columns = None if music_columns is None else list(music_columns)
+        self.commitment, self.velocity_weight, self.vq_window = commitment, velocity_weight, vq_window
+        self.acceleration_weight = acceleration_weight
+        self.temperature, self.top_k, self.guidance, self.floor_radius = temperature, top_k, guidance, floor_radius
+        self.skeleton = smpl_skeleton(None if skeleton_offsets is None else np.asarray(skeleton_offsets))
+        self.config["skeleton_offsets"] = self.skeleton.offsets.tolist()
+        music_dim = sum(music_dims)
+        self.lower = VQVAE(len(LOWER), channels, code_dim, codes, down, upsample)
+        self.upper = VQVAE(len(UPPER), channels, code_dim, codes, down, upsample)
+        self.gpt = MotionGPT(codes, music_dim if music_columns is None else len(music_columns), down, context, d_model, layers, heads, ff, dropout, len(STYLES),
+                             music_channels)
+        self.register_buffer("motion_mean", torch.zeros(FEATURE_DIM))
+        self.register_buffer("motion_std", torch.ones(FEATURE_DIM))
+        self.register_buffer("music_mean", torch.zeros(music_dim))
+        self.register_buffer("music_std", torch.ones(music_dim))
+        self.stage = "gpt"
+
+    # ---- construction, saving, loading -------------------------------------------------------
+
+    @classmethod
+    def for_data(cls, data, **config: Any) -> "BailandoModel":
+        """A new model for a `PreparedDataset`: default skeleton and normalisation from its train split."""
+        model = cls(**cls.data_config(data, config))
+        model.normalise_from(data, rot6d_to_local, min_std=1e-3)
+        return model
+
+    def windows(self) -> tuple[dict, dict]:
+        """Training windows in `WindowDataset` terms: context + 1 code steps of music and motion."""
+        frames = (self.context + 1) * self.down
+        return ({f: (frames, 0) for f in self.music_features}, {"rot6d": (frames + 1, -1)})
+
+    def set_stage(self, stage: str) -> None:
+        """Which parts train: "vqvae" (the two VQ-VAEs) or "gpt" (the GPT, the VQ-VAEs frozen)."""
+        if stage not in self.stages:
+            raise ValueError(f"stage must be one of {self.stages}, not {stage!r}")
+        self.stage = stage
+        for part, trains in ((self.lower, stage == "vqvae"), (self.upper, stage == "vqvae"),
+                             (self.gpt, stage == "gpt")):
+            part.requires_grad_(trains)
+
+    # ---- training ------------------------------------------------------------------------------
+
+    def normalise(self, rot6d: torch.Tensor) -> torch.Tensor:
+        return (rot6d_to_local(rot6d) - self.motion_mean) / self.motion_std
+
+    def normalise_music(self, music: torch.Tensor) -> torch.Tensor:
+        """(..., sum(music_dims)) -> normalised, keeping `music_columns` only (e.g. fact35's rhythm: 0, 33, 34)."""
+        music = (music - self.music_mean) / self.music_std
+        return music if self.music_columns is None else music[..., self.music_columns]
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x[..., LOWER], x[..., UPPER]
+
+    def join(self, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(*lower.shape[:-1], FEATURE_DIM, dtype=lower.dtype, device=lower.device)
+        out[..., LOWER], out[..., UPPER] = lower, upper
+        return out
+
+    def loss(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        rot6d = batch["outputs"]["rot6d"]
+        if self.mirror and self.training:  # half the windows danced mirrored, left for right
+            flip = torch.rand(len(rot6d), generator=generator).to(rot6d.device) < 0.5
+            rot6d = torch.where(flip[:, None, None], mirror_rot6d(rot6d, self.skeleton), rot6d)
+        x = self.normalise(rot6d)
+        lower, upper = self.split(x)
+        if self.stage == "vqvae":  # on a random crop of `vq_window` frames: convolutions need no more
+            first = int(torch.randint(0, len(x[0]) - self.vq_window + 1, (1,), generator=generator))
+            lower, upper = lower[:, first:first + self.vq_window], upper[:, first:first + self.vq_window]
+            terms = {}
+            for name, part, target in (("lower", self.lower, lower), ("upper", self.upper, upper)):
+                out, _, commitment = part(target, generator)
+                terms[f"{name}_reconstruction"] = F.mse_loss(out, target)
+                terms[f"{name}_velocity"] = F.mse_loss(out.diff(dim=1), target.diff(dim=1))
+                terms[f"{name}_acceleration"] = F.mse_loss(out.diff(2, dim=1), target.diff(2, dim=1))
+                terms[f"{name}_commitment"] = commitment
+            weights = {"reconstruction": 1.0, "velocity": self.velocity_weight,
+                       "acceleration": self.acceleration_weight, "commitment": self.commitment}
+            loss = sum(v * weights[k.split("_")[1]] for k, v in terms.items())
+            return loss, {k: v.detach() for k, v in terms.items()}
+
+        with torch.no_grad():
+            up, low = self.upper.codes(upper), self.lower.codes(lower)  # (B, context + 1)
+        b = len(up)
+        rand = torch.rand(b, generator=generator).to(up.device)
+        start = torch.full_like(up[:, :1], self.codes)
+        prev_up = torch.where(rand[:, None] < self.p_start, start, up[:, :1])
+        prev_low = torch.where(rand[:, None] < self.p_start, start, low[:, :1])
+        prev_up, prev_low = torch.cat([prev_up, up[:, 1:-1]], 1), torch.cat([prev_low, low[:, 1:-1]], 1)
+        if self.p_corrupt and self.training:  # random input codes: the GPT learns to recover from its own slips
+            for prev in (prev_up, prev_low):
+                swap = torch.rand(prev.shape, generator=generator).to(up.device) < self.p_corrupt
+                prev[swap] = torch.randint(0, self.codes, (int(swap.sum()),), generator=generator).to(up.device)
+        music = torch.cat([batch["inputs"][f] for f in self.music_features], dim=-1)
+        steps = self.gpt.encode_music(self.normalise_music(music[:, self.down:]))
+        styles = torch.tensor([style_id(s) for s in batch.get("style", [None] * b)], device=up.device)
+        drop = torch.rand(b, generator=generator).to(up.device) < self.p_no_style
+        styles = torch.where(drop, 0, styles) if self.use_style else torch.zeros_like(styles)
+        h, _ = self.gpt(self.gpt.embed(prev_up, prev_low, steps, styles))
+        up_logits, low_logits = self.gpt.logits(h, up[:, 1:])
+        terms = {"upper_ce": F.cross_entropy(up_logits.flatten(0, 1), up[:, 1:].flatten()),
+                 "lower_ce": F.cross_entropy(low_logits.flatten(0, 1), low[:, 1:].flatten())}
+        with torch.no_grad():
+            terms["upper_accuracy"] = (up_logits.argmax(-1) == up[:, 1:]).float().mean()
+            terms["lower_accuracy"] = (low_logits.argmax(-1) == low[:, 1:]).float().mean()
+        return terms["upper_ce"] + terms["lower_ce"], {k: v.detach() for k, v in terms.items()}
+
+    # ---- generation ----------------------------------------------------------------------------
+
+    def _sample(self, logits: torch.Tensor, generator: torch.Generator, temperature: float,
+                top_k: int | None) -> torch.Tensor:
+        logits = logits / max(temperature, 1e-4)
+        if top_k:
+            kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, -math.inf)
+        return torch.multinomial(logits.softmax(-1), 1, generator=generator)[..., 0]
+
+    @torch.inference_mode()
+    def sample_codes(self, music_steps: torch.Tensor, style: int, generator: torch.Generator, *,
+                     prefix: tuple[torch.Tensor, torch.Tensor] | None = None, temperature: float = 1.0,
+                     top_k: int | None = None, guidance: float = 1.0,
+                     progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Upper and lower codes (n,) for music steps (n, d), after the codes `prefix` when given.
+
+        With `guidance` ≠ 1 and a style, the logits are classifier-free guided towards the style:
+        unconditional + guidance × (styled − unconditional), the two run as a batch of 2. The context
+        slides: when it is full, the key/value cache is rebuilt from its last half."""
+        gpt, n = self.gpt, len(music_steps)
+        styles = torch.tensor([style, 0] if guidance != 1.0 and style else [style])
+        b = len(styles)
+        if prefix is None or len(prefix[0]) == 0:
+            up_in, low_in = [torch.full((b,), self.codes)], [torch.full((b,), self.codes)]  # the start code
+        else:  # the prefix's codes are the first inputs; all but the newest only fill the cache
+            up_in = [c.expand(b) for c in prefix[0][-self.context // 2:]]
+            low_in = [c.expand(b) for c in prefix[1][-self.context // 2:]]
+        history = len(up_in) - 1
+        steps = torch.cat([torch.zeros(history, music_steps.shape[1]), music_steps])[None].expand(b, -1, -1)
+
+        def guided(logits: torch.Tensor) -> torch.Tensor:
+            return logits[:1] if b == 1 else logits[1:] + guidance * (logits[:1] - logits[1:])
+
+        up_out, low_out, caches, first = [], [], None, 0
+        for i in tqdm(range(history + n), desc="dancing", unit="step", disable=not progress, leave=False):
+            if i - first == self.context:  # full: keep the last half, rebuild the cache from it
+                first = i - self.context // 2
+                _, caches = gpt(gpt.embed(torch.stack(up_in[first:i], 1), torch.stack(low_in[first:i], 1),
+                                          steps[:, first:i], styles))
+            h, caches = gpt(gpt.embed(up_in[i][:, None], low_in[i][:, None], steps[:, i:i + 1], styles, i - first),
+                            caches)
+            if i < history:
+                continue
+            h = h[:, 0]
+            up = self._sample(guided(gpt.up_head(h)), generator, temperature, top_k).expand(b)
+            low = self._sample(guided(gpt.down_head(h + gpt.up_given(up))), generator, temperature, top_k).expand(b)
+            up_out.append(up[:1])
+            low_out.append(low[:1])
+            up_in.append(up)
+            low_in.append(low)
+        return torch.cat(up_out), torch.cat(low_out)
+
+    @torch.inference_mode()
+    def decode(self, up: torch.Tensor, low: torch.Tensor, chunk: int = 256, margin: int = 8) -> torch.Tensor:
+        """Codes (n,) -> normalised features (n·down, 148), decoded in overlapping chunks (flat memory)."""
+        out = []
+        for s in range(0, len(up), chunk):
+            a, b = max(0, s - margin), min(len(up), s + chunk + margin)
+            x = self.join(self.lower.decode(low[None, a:b])[0], self.upper.decode(up[None, a:b])[0])
+            out.append(x[(s - a) * self.down:(s - a + min(chunk, len(up) - s)) * self.down])
+        return torch.cat(out)
+
+    def generate(self, music: Music, *, seed_motion: Motion | None = None, length: int | None = None,
+                 seed: int = 0, style: str | None = None, temperature: float | None = None,
+                 top_k: int | None = None, guidance: float | None = None, progress: bool = False,
+                 **controls: Any) -> Motion:
+        """A dance for `music`. `style`: one of STYLES (by default `music.style`); any other value lets
+        the GPT follow the music alone. `temperature` and `top_k` (defaults from the config) trade
+        fidelity for variety; `guidance` (> 1) pushes the dance towards the style."""
+        missing = [f for f in self.music_features if f not in music.features]
+        if missing:
+            raise ValueError(f"this model needs music features {', '.join(missing)} (it has "
+                             f"{', '.join(music.features) or 'none'})")
+        length = length or music.num_frames
+        out_frames = max(1, int(round(length * self.fps / music.fps)))
+        n = -(-out_frames // self.down)
+        feats = np.concatenate([_resample(np.asarray(music.features[f], np.float32), music.fps, self.fps)
+                                for f in self.music_features], axis=1)
+        feats = self.normalise_music(torch.from_numpy(feats[:n * self.down]))
+        feats = F.pad(feats, (0, 0, 0, n * self.down - len(feats)))
+        chosen = music.style if style is None else style  # "auto" or an unknown style: none, read from the music
+        was_training = self.training
+        self.eval()
+        with torch.inference_mode():
+            steps = self.gpt.encode_music(feats[None])[0]
+            prefix, start_xz, start_heading = None, (0.0, 0.0), 0.0
+            if seed_motion is not None:
+                rot6d = torch.from_numpy(_motion_features(seed_motion.resample(self.fps)))
+                if len(rot6d) > self.down:
+                    x = self.normalise(rot6d)[-(len(rot6d) - 1) // self.down * self.down:]
+                    lower, upper = self.split(x[None])
+                    prefix = (self.upper.codes(upper)[0], self.lower.codes(lower)[0])
+                start_xz = tuple(rot6d[-1, [0, 2]].tolist())
+                start_heading = float(heading(sixd_to_matrix(rot6d[-1, 3:9])))
+            up, low = self.sample_codes(steps, style_id(chosen) if self.use_style else 0,
+                                        torch.Generator().manual_seed(int(seed)), prefix=prefix,
+                                        temperature=self.temperature if temperature is None else temperature,
+                                        top_k=self.top_k if top_k is None else top_k,
+                                        guidance=self.guidance if guidance is None else guidance, progress=progress)
+            x = self.decode(up, low)[:out_frames] * self.motion_std + self.motion_mean
+            if self.smooth_sigma:
+                x = torch.from_numpy(gaussian_filter1d(x.numpy(), self.smooth_sigma, axis=0, mode="nearest"))
+            root, rotations = integrate(x, start_xz=start_xz, start_heading=start_heading,
+                                        floor_radius=self.floor_radius, fps=self.fps)
+        self.train(was_training)
+        motion = Motion(self.fps, self.skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
+        if music.fps != self.fps:
+            motion = motion.resample(music.fps)
+            motion = motion[:length] if motion.num_frames >= length else _pad_motion(motion, length)
+        return motion

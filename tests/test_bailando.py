@@ -1,0 +1,209 @@
+"""The Bailando family (dancegen/models/bailando.py) on a tiny model, and a few steps on real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import synthetic_motion
+from dancegen.data.representation import motion_to_rot6d
+from dancegen.models import Music, load_model
+from dancegen.models.bailando import BailandoModel, heading, integrate, rot6d_to_local
+from dancegen.motion import SMPL_JOINT_NAMES
+from dancegen.motion.rotations import axis_angle_to_matrix, sixd_to_matrix
+
+TINY = dict(fps=25.0, music_features=["fact35"], music_dims=[35], down=4, codes=16, code_dim=8, channels=16,
+            context=8, d_model=32, layers=1, heads=2, ff=64, music_channels=8, vq_window=16, dropout=0.0)
+
+
+def tiny(**kw) -> BailandoModel:
+    torch.manual_seed(0)
+    return BailandoModel(**{**TINY, **kw}).eval()
+
+
+def music(frames: int, fps: float = 25.0, seed: int = 0) -> Music:
+    rng = np.random.default_rng(seed)
+    return Music({"fact35": rng.normal(size=(frames, 35)).astype(np.float32)}, fps, style="waltz")
+
+
+def synthetic_batch(model: BailandoModel, n: int = 8) -> dict:
+    inputs, outputs = model.windows()
+    frames = inputs["fact35"][0]
+    rot6d = np.stack([motion_to_rot6d(synthetic_motion(i, frames + 1)) for i in range(n)])
+    rng = np.random.default_rng(0)
+    return {"inputs": {"fact35": torch.from_numpy(rng.normal(size=(n, frames, 35)).astype(np.float32))},
+            "outputs": {"rot6d": torch.from_numpy(rot6d)}, "style": ["waltz", "rumba"] * (n // 2)}
+
+
+def fixed_loss(model: BailandoModel, batch: dict) -> float:
+    model.eval()
+    with torch.no_grad():
+        return sum(model.loss(batch, generator=torch.Generator().manual_seed(i))[0].item() for i in range(4))
+
+
+def train_steps(model: BailandoModel, batch: dict, steps: int, lr: float) -> None:
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for i in range(steps):
+        loss, _ = model.loss(batch, generator=torch.Generator().manual_seed(100 + i))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def test_heading_free_features_integrate_back_to_the_motion():
+    motion = synthetic_motion(3, 60)
+    motion.rotations[:, 0, 1] += np.linspace(0, 4, 60)  # the dancer turns about +Y as it goes
+    rot6d = torch.from_numpy(motion_to_rot6d(motion)).double()
+    local = rot6d_to_local(rot6d)
+    assert local.shape == (59, 148)
+    first = sixd_to_matrix(rot6d[0, 3:9])
+    root, rotations = integrate(local, start_xz=rot6d[0, [0, 2]].tolist(), start_heading=float(heading(first)))
+    assert np.allclose(root.numpy(), motion.root_translation[1:], atol=1e-4)
+    assert np.allclose(rotations.numpy(), axis_angle_to_matrix(torch.from_numpy(motion.rotations[1:])).numpy(),
+                       atol=1e-4)
+    # nothing in the features depends on where the dancer stands or faces
+    turned = motion_to_rot6d(synthetic_motion(3, 60))
+    moved = turned.copy()
+    moved[:, [0, 2]] += [5.0, -3.0]
+    assert torch.allclose(rot6d_to_local(torch.from_numpy(turned)), rot6d_to_local(torch.from_numpy(moved)), atol=1e-5)
+
+
+def test_floor_radius_keeps_a_long_straight_walk_on_the_floor():
+    local = torch.zeros(3000, 148)
+    local[:, 0], local[:, 2] = 0.9, 0.02  # walking forwards at 0.5 m/s for two minutes
+    local[:, 4], local[:, 8] = 1.0, 1.0  # identity rotations in 6-D
+    root, _ = integrate(local, floor_radius=4.0, fps=25.0)
+    assert np.hypot(root[:, 0], root[:, 2]).max() < 4.5
+    free, _ = integrate(local)
+    assert np.hypot(free[-1, 0], free[-1, 2]) == pytest.approx(60.0, rel=1e-3)
+
+
+def test_each_stage_lowers_its_loss_and_trains_only_its_parts():
+    model = tiny()
+    batch = synthetic_batch(model)
+    model.set_stage("vqvae")
+    gpt_before = [p.clone() for p in model.gpt.parameters()]
+    before = fixed_loss(model, batch)
+    train_steps(model, batch, 30, 3e-3)
+    assert fixed_loss(model, batch) < 0.6 * before
+    assert all(torch.equal(a, b) for a, b in zip(gpt_before, model.gpt.parameters()))
+    model.set_stage("gpt")
+    vq_before = [p.clone() for p in model.upper.parameters()]
+    before = fixed_loss(model, batch)
+    train_steps(model, batch, 30, 3e-3)
+    assert fixed_loss(model, batch) < 0.7 * before
+    assert all(torch.equal(a, b) for a, b in zip(vq_before, model.upper.parameters()))
+
+
+def test_dead_codebook_entries_restart_from_the_batch():
+    from dancegen.models.bailando import Quantizer
+
+    q = Quantizer(codes=8, dim=4).train()
+    z = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
+    q(z)  # the first batch initialises every entry from the batch
+    assert torch.cdist(q.embedding, z).min(dim=1).values.max() < 0.1
+    q.embedding.fill_(100.0)  # all far away: entry 0 takes everything, the rest die
+    q.cluster_size.zero_()
+    q.cluster_size[0] = 100.0
+    q(z)
+    assert torch.cdist(q.embedding[1:], z).min(dim=1).values.max() < 0.1
+
+
+def test_generate_length_fps_skeleton_and_long_songs():
+    model = tiny()
+    for frames in (4, 77, 400):  # one code step; not a multiple of it; many times the GPT's context
+        motion = model.generate(music(frames), length=frames, seed=0)
+        assert motion.num_frames == frames and motion.fps == 25.0
+        assert motion.skeleton.names == SMPL_JOINT_NAMES
+        assert np.isfinite(motion.rotations).all() and np.isfinite(motion.root_translation).all()
+    at_30 = model.generate(music(90, fps=30.0), length=90, seed=0)
+    assert at_30.num_frames == 90 and at_30.fps == 30.0
+
+
+def test_sliding_context_matches_a_full_recomputation():
+    """The key/value cache gives the same next-code distribution as running the GPT on the whole context."""
+    model = tiny()
+    gpt = model.gpt
+    steps = gpt.encode_music(torch.randn(1, 4 * 6, 35))
+    up, low, style = torch.randint(0, 16, (1, 6)), torch.randint(0, 16, (1, 6)), torch.tensor([2])
+    with torch.no_grad():
+        full, _ = gpt(gpt.embed(up, low, steps, style))
+        _, cache = gpt(gpt.embed(up[:, :5], low[:, :5], steps[:, :5], style))
+        last, _ = gpt(gpt.embed(up[:, 5:], low[:, 5:], steps[:, 5:], style, 5), cache)
+    assert torch.allclose(full[:, 5], last[:, 0], atol=1e-5)
+
+
+def test_seed_decides_the_dance_and_temperature_the_variety():
+    model = tiny()
+    a, b, c = (model.generate(music(77), seed=s) for s in (0, 0, 1))
+    assert np.array_equal(a.rotations, b.rotations) and np.array_equal(a.root_translation, b.root_translation)
+    assert not np.allclose(a.rotations, c.rotations)
+    cold = [model.generate(music(77), seed=s, temperature=1e-3) for s in (0, 1)]
+    assert np.allclose(cold[0].rotations, cold[1].rotations)  # near zero temperature: the most likely codes
+
+
+def test_save_load_round_trip(tmp_path: Path):
+    model = tiny()
+    model.set_stage("vqvae")
+    train_steps(model, synthetic_batch(model), 2, 1e-3)
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert isinstance(loaded, BailandoModel) and loaded.config == model.config
+    a, b = model.generate(music(77), seed=3), loaded.generate(music(77), seed=3)
+    assert np.array_equal(a.rotations, b.rotations) and np.array_equal(a.root_translation, b.root_translation)
+    assert not list(tmp_path.glob("m/*.tmp*"))
+
+
+def test_seed_motion_is_continued():
+    model = tiny()
+    seed_motion = synthetic_motion(0, 40)
+    motion = model.generate(music(60), seed_motion=seed_motion, seed=0)
+    assert motion.num_frames == 60
+    step = np.linalg.norm(motion.root_translation[0, [0, 2]] - seed_motion.root_translation[-1, [0, 2]])
+    assert step < 0.5  # starts where the seed ends, not at the origin
+
+
+def test_a_few_steps_on_real_windows_lower_the_loss(shared_data: Path):
+    from dancegen.audio import features_many
+    from dancegen.datasets import open_dataset
+
+    seq = open_dataset("dance-with-melody", shared_data / "dance_with_melody").load("DANCE_C_2")
+    frames = 25 * 40  # the first 40 s
+    rot6d = motion_to_rot6d(seq.motion)[:frames]
+    fact35 = features_many(seq.song, ["fact35"], seq.motion.fps, start=seq.offset, num_frames=frames)["fact35"]
+    model = tiny(codes=32, channels=32)
+    local = rot6d_to_local(torch.from_numpy(rot6d))
+    model.motion_mean.copy_(local.mean(0))
+    model.motion_std.copy_(local.std(0).clamp(min=1e-3))
+    model.music_mean.copy_(torch.from_numpy(fact35.mean(0)))
+    model.music_std.copy_(torch.from_numpy(fact35.std(0)).clamp(min=1e-4))
+    span = model.windows()[0]["fact35"][0]
+    starts = range(0, frames - span - 1, 20)
+    batch = {"inputs": {"fact35": torch.from_numpy(np.stack([fact35[s + 1:s + 1 + span] for s in starts]))},
+             "outputs": {"rot6d": torch.from_numpy(np.stack([rot6d[s:s + span + 1] for s in starts]))},
+             "style": [seq.style] * len(starts)}
+    model.set_stage("vqvae")
+    before = fixed_loss(model, batch)
+    train_steps(model, batch, 40, 3e-3)
+    assert fixed_loss(model, batch) < 0.8 * before
+
+
+def test_mirroring_swaps_left_and_right_and_negates_x():
+    from dancegen.data.representation import mirror_rot6d, rot6d_to_motion
+    from dancegen.motion import Motion, smpl_skeleton
+
+    names = list(SMPL_JOINT_NAMES)
+    order = [names.index("r" + n[1:]) if n[0] == "l" and "r" + n[1:] in names else
+             names.index("l" + n[1:]) if n[0] == "r" and "l" + n[1:] in names else i for i, n in enumerate(names)]
+    offsets = smpl_skeleton().offsets
+    skeleton = smpl_skeleton((offsets + offsets[order] * [-1, 1, 1]) / 2)  # exactly symmetric
+    motion = synthetic_motion(0, 20)
+    motion = Motion(motion.fps, skeleton, motion.root_translation, motion.rotations)
+    mirrored = rot6d_to_motion(mirror_rot6d(torch.from_numpy(motion_to_rot6d(motion)), skeleton), skeleton, motion.fps)
+    assert np.allclose(mirrored.positions(), motion.positions()[:, order] * [-1, 1, 1], atol=1e-5)
+    twice = mirror_rot6d(mirror_rot6d(torch.from_numpy(motion_to_rot6d(motion)), skeleton), skeleton)
+    assert torch.allclose(twice, torch.from_numpy(motion_to_rot6d(motion)), atol=1e-6)
