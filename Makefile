@@ -15,7 +15,7 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(VENV)/bin/dancegen demo
+	$(VENV)/bin/dancegen generate -o out/demo
 
 test: setup
 	$(VENV)/bin/python -m pytest -q

@@ -89,3 +89,23 @@ def test_bad_songs_and_options(tmp_path: Path, capsys, case):
     assert code == 2 and "\n" not in err and err.startswith("dancegen: error:"), err
     assert case == "bad format list" or str(path) in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_bundled_default_model(tmp_path: Path, monkeypatch):
+    """The README's first command in small: no song, no model, a few seconds of the demo song."""
+    from dancegen.models import DEFAULT_MODEL, load_model
+
+    files = {p.name: p.stat().st_size for p in DEFAULT_MODEL.iterdir()}
+    assert set(files) == {"model.safetensors", "config.json", "MODEL_CARD.md"}
+    assert sum(files.values()) <= 30 * 2 ** 20
+    card = (DEFAULT_MODEL / "MODEL_CARD.md").read_text()
+    assert "research use only" in card and "dancegen train configs/" in card and "fid_k" in card
+    model = load_model("default")
+    assert model.name == "bailando" and not model.training
+    monkeypatch.setenv("DANCEGEN_CACHE", str(tmp_path / "cache"))
+    assert main(["generate", "--duration", "4", "--formats", "bvh,npz", "-o", str(tmp_path / "out"), "-q"]) == 0
+    with np.load(tmp_path / "out" / "demo_song.npz") as z:
+        assert z["positions"].shape == (100, 24, 3) and float(z["fps"]) == 25.0
+        speed = np.linalg.norm(np.diff(z["positions"], axis=0), axis=-1).mean() * 25
+    assert 0.1 < speed < 3.0  # it dances: neither still nor flailing (m/s, mean over joints)
+    assert read_bvh(tmp_path / "out" / "demo_song.bvh").num_frames == 100
