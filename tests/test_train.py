@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from dancegen.cli import main
@@ -40,8 +41,12 @@ def test_two_stage_training_writes_loadable_models_and_logs(synthetic: Path, tmp
     assert model.generate(music, seed=0).num_frames == 40
 
 
-def test_unknown_stage_is_a_one_line_error(synthetic: Path, tmp_path: Path, capsys):
-    config = write_config(tmp_path / "c.yaml", tmp_path / "prepared", synthetic, stages={"polish": {"max_steps": 1}})
+@pytest.mark.parametrize("stages, message", [
+    ({"polish": {"max_steps": 1}}, "training.stages takes vqvae, gpt"),
+    ({"gpt": {"max_step": 1}}, "unknown training options in training.stages.gpt: max_step"),
+])
+def test_bad_stages_are_one_line_errors(synthetic: Path, tmp_path: Path, capsys, stages, message):
+    config = write_config(tmp_path / "c.yaml", tmp_path / "prepared", synthetic, stages=stages)
     assert main(["train", str(config), "-o", str(tmp_path / "run"), "-q"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "c.yaml" in err and "training.stages" in err and "\n" not in err
+    assert "c.yaml" in err and message in err and "\n" not in err

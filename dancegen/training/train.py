@@ -69,6 +69,10 @@ def _stages(config_path, model, options: dict) -> list[tuple[str | None, dict]]:
     unknown = set(given) - set(names)
     if unknown or not all(isinstance(v, dict) for v in given.values()):
         raise UserError(config_path, f"training.stages takes {', '.join(names)}, each a mapping of training options")
+    for name, stage in given.items():
+        wrong = set(stage) - (set(TRAINING_DEFAULTS) - {"stages"})
+        if wrong:
+            raise UserError(config_path, f"unknown training options in training.stages.{name}: {', '.join(sorted(wrong))}")
     stages = []
     for name in names:
         stage = {**options, **(given.get(name) or {})}
