@@ -34,14 +34,10 @@ def one(model_name: str, minutes: float) -> dict:
 
     model = load_model(model_name)
     frames = int(minutes * 60 * model.fps)
-    songs = sorted(SONGS.glob("*.ogg")) or [DEMO_SONG]
-    parts, total = [], 0
-    while total < frames:
-        for song in songs:
-            f = features_many(song, list(model.music_features), model.fps)
-            parts.append(f)
-            total += min(len(v) for v in f.values())
-    music = Music({k: np.concatenate([p[k] for p in parts])[:frames] for k in model.music_features}, model.fps)
+    songs = [features_many(s, list(model.music_features), model.fps) for s in sorted(SONGS.glob("*.ogg")) or [DEMO_SONG]]
+    once = {k: np.concatenate([f[k] for f in songs]) for k in model.music_features}
+    repeats = -(-frames // min(len(v) for v in once.values()))  # the songs again, as often as needed
+    music = Music({k: np.concatenate([v] * repeats)[:frames] for k, v in once.items()}, model.fps)
     start = time.perf_counter()
     motion = model.generate(music, seed=0, progress=True)
     seconds = time.perf_counter() - start

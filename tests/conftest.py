@@ -24,6 +24,36 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def random_music(frames: int, fps: float = 25.0, seed: int = 0):
+    """`Music` of random fact35 features, style waltz: for model tests that need no real song."""
+    from dancegen.models import Music
+
+    rng = np.random.default_rng(seed)
+    return Music({"fact35": rng.normal(size=(frames, 35)).astype(np.float32)}, fps, style="waltz")
+
+
+def fixed_loss(model, batch: dict) -> float:
+    """A model's loss on `batch` in eval mode with fixed noise (four draws), for before/after comparisons."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return sum(model.loss(batch, generator=torch.Generator().manual_seed(i))[0].item() for i in range(4))
+
+
+def train_steps(model, batch: dict, steps: int, lr: float) -> None:
+    """`steps` Adam steps on `batch` over the parameters that train."""
+    import torch
+
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for i in range(steps):
+        loss, _ = model.loss(batch, generator=torch.Generator().manual_seed(100 + i))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
 FPS = 30
 STYLES = ["waltz", "waltz", "waltz", "waltz", "rumba", "rumba", "tango"]
 

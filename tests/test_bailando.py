@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import synthetic_motion
+from conftest import fixed_loss, random_music as music, synthetic_motion, train_steps
 from dancegen.data.representation import motion_to_rot6d
-from dancegen.models import Music, load_model
+from dancegen.models import load_model
 from dancegen.models.bailando import BailandoModel, heading, integrate, rot6d_to_local
 from dancegen.motion import SMPL_JOINT_NAMES
 from dancegen.motion.rotations import axis_angle_to_matrix, sixd_to_matrix
@@ -24,11 +24,6 @@ def tiny(**kw) -> BailandoModel:
     return BailandoModel(**{**TINY, **kw}).eval()
 
 
-def music(frames: int, fps: float = 25.0, seed: int = 0) -> Music:
-    rng = np.random.default_rng(seed)
-    return Music({"fact35": rng.normal(size=(frames, 35)).astype(np.float32)}, fps, style="waltz")
-
-
 def synthetic_batch(model: BailandoModel, n: int = 8) -> dict:
     inputs, outputs = model.windows()
     frames = inputs["fact35"][0]
@@ -36,22 +31,6 @@ def synthetic_batch(model: BailandoModel, n: int = 8) -> dict:
     rng = np.random.default_rng(0)
     return {"inputs": {"fact35": torch.from_numpy(rng.normal(size=(n, frames, 35)).astype(np.float32))},
             "outputs": {"rot6d": torch.from_numpy(rot6d)}, "style": ["waltz", "rumba"] * (n // 2)}
-
-
-def fixed_loss(model: BailandoModel, batch: dict) -> float:
-    model.eval()
-    with torch.no_grad():
-        return sum(model.loss(batch, generator=torch.Generator().manual_seed(i))[0].item() for i in range(4))
-
-
-def train_steps(model: BailandoModel, batch: dict, steps: int, lr: float) -> None:
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    model.train()
-    for i in range(steps):
-        loss, _ = model.loss(batch, generator=torch.Generator().manual_seed(100 + i))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
 
 
 def test_heading_free_features_integrate_back_to_the_motion():
@@ -85,18 +64,27 @@ def test_floor_radius_keeps_a_long_straight_walk_on_the_floor():
 def test_each_stage_lowers_its_loss_and_trains_only_its_parts():
     model = tiny()
     batch = synthetic_batch(model)
-    model.set_stage("vqvae")
-    gpt_before = [p.clone() for p in model.gpt.parameters()]
-    before = fixed_loss(model, batch)
-    train_steps(model, batch, 30, 3e-3)
-    assert fixed_loss(model, batch) < 0.6 * before
-    assert all(torch.equal(a, b) for a, b in zip(gpt_before, model.gpt.parameters()))
-    model.set_stage("gpt")
-    vq_before = [p.clone() for p in model.upper.parameters()]
-    before = fixed_loss(model, batch)
-    train_steps(model, batch, 30, 3e-3)
-    assert fixed_loss(model, batch) < 0.7 * before
-    assert all(torch.equal(a, b) for a, b in zip(vq_before, model.upper.parameters()))
+    for stage, frozen, factor in (("vqvae", model.gpt, 0.6), ("gpt", model.upper, 0.7)):
+        model.set_stage(stage)
+        kept = [p.clone() for p in frozen.parameters()]
+        before = fixed_loss(model, batch)
+        train_steps(model, batch, 30, 3e-3)
+        assert fixed_loss(model, batch) < factor * before, stage
+        assert all(torch.equal(a, b) for a, b in zip(kept, frozen.parameters())), stage
+
+
+def test_no_code_runs_longer_than_max_repeat():
+    model = tiny()
+    with torch.no_grad():  # a GPT that always wants codes 3 (upper) and 5 (lower)
+        model.gpt.up_head.bias[3] = model.gpt.down_head[2].bias[5] = 50.0
+    steps = model.gpt.encode_music(torch.randn(1, 4 * 30, 35))[0]
+    for max_repeat, longest in ((None, 30), (4, 4)):
+        up, low = model.sample_codes(steps, 0, torch.Generator().manual_seed(0), max_repeat=max_repeat)
+        for codes in (up.tolist(), low.tolist()):
+            runs = [1]
+            for a, b in zip(codes, codes[1:]):
+                runs.append(runs[-1] + 1 if a == b else 1)
+            assert max(runs) == longest
 
 
 def test_dead_codebook_entries_restart_from_the_batch():

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
-from conftest import synthetic_motion
+from conftest import fixed_loss, random_music as music, synthetic_motion, train_steps
 from dancegen.data.representation import motion_to_rot6d
-from dancegen.models import Music, load_model
+from dancegen.models import load_model
 from dancegen.models.diffusion import DiffusionModel, rot6d_to_features
 from dancegen.motion import SMPL_JOINT_NAMES
 
@@ -23,32 +22,11 @@ def tiny(**kw) -> DiffusionModel:
     return DiffusionModel(**{**TINY, **kw}).eval()
 
 
-def music(frames: int, fps: float = 25.0, seed: int = 0) -> Music:
-    rng = np.random.default_rng(seed)
-    return Music({"fact35": rng.normal(size=(frames, 35)).astype(np.float32)}, fps, style="waltz")
-
-
 def synthetic_batch(model: DiffusionModel, n: int = 8) -> dict:
     rot6d = np.stack([motion_to_rot6d(synthetic_motion(i, model.window + 1)) for i in range(n)])
     rng = np.random.default_rng(0)
     return {"inputs": {"fact35": torch.from_numpy(rng.normal(size=(n, model.window, 35)).astype(np.float32))},
             "outputs": {"rot6d": torch.from_numpy(rot6d)}, "style": ["waltz", "rumba"] * (n // 2)}
-
-
-def fixed_loss(model: DiffusionModel, batch: dict) -> float:
-    model.eval()
-    with torch.no_grad():
-        return sum(model.loss(batch, generator=torch.Generator().manual_seed(i))[0].item() for i in range(4))
-
-
-def train_steps(model: DiffusionModel, batch: dict, steps: int, lr: float) -> None:
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for i in range(steps):
-        loss, _ = model.loss(batch, generator=torch.Generator().manual_seed(100 + i))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
 
 
 def test_loss_falls_on_a_tiny_batch():

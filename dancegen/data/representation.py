@@ -38,18 +38,13 @@ def rot6d_to_motion(features: np.ndarray | torch.Tensor, skeleton: Skeleton, fps
 
 def mirror_rot6d(rot6d: torch.Tensor, skeleton: Skeleton) -> torch.Tensor:
     """(..., 3 + 6J) rot6d frames of the dance mirrored left-to-right (x -> -x): each joint's local
-    rotation R becomes M R M with M = diag(-1, 1, 1), and left and right joints (names starting
-    with "l"/"r", or "L_"/"R_") swap. For a skeleton with mirror-symmetric rest offsets, the joint
-    positions are exactly the mirrored ones. A training augmentation: it doubles the dances."""
+    rotation R becomes M R M with M = diag(-1, 1, 1), and left and right joints (SMPL's names: "lhip"
+    and "rhip") swap. For a skeleton with mirror-symmetric rest offsets, the joint positions are
+    exactly the mirrored ones. A training augmentation: it doubles the dances."""
     names = list(skeleton.names)
-    order = []
-    for name in names:
-        for a, b in (("l", "r"), ("r", "l"), ("L_", "R_"), ("R_", "L_")):
-            if name.startswith(a) and b + name[len(a):] in names:
-                order.append(names.index(b + name[len(a):]))
-                break
-        else:
-            order.append(names.index(name))
+    twin = {"l": "r", "r": "l"}
+    order = [names.index(twin[n[0]] + n[1:]) if n[:1] in twin and twin[n[0]] + n[1:] in names else i
+             for i, n in enumerate(names)]
     flip = torch.tensor([-1.0, 1.0, 1.0], dtype=rot6d.dtype, device=rot6d.device)
     root = rot6d[..., :3] * flip
     mats = sixd_to_matrix(rot6d[..., 3:].unflatten(-1, (len(names), 6)))[..., order, :, :]

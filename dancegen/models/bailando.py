@@ -40,11 +40,10 @@ from einops import rearrange
 from torch import nn
 from tqdm import tqdm
 
-from ..data.representation import mirror_rot6d
+from ..data.representation import mirror_rot6d, motion_to_rot6d
 from ..motion import Motion, smpl_skeleton
 from ..motion.rotations import matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
-from .base import Music, SavedModel, register_model
-from .diffusion import STYLES, _motion_features, _pad_motion, _resample, style_id
+from .base import STYLES, Music, SavedModel, register_model, style_id
 
 LOWER_JOINTS = (1, 2, 4, 5, 7, 8, 10, 11)  # hips, knees, ankles, feet (the pelvis goes with the root)
 UPPER_JOINTS = (3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)
@@ -288,6 +287,8 @@ class BailandoModel(nn.Module, SavedModel):
     """Bailando's choreographic memory and cross-conditional GPT; see the module docstring."""
 
     stages = ("vqvae", "gpt")
+    training_features = staticmethod(rot6d_to_local)
+    min_motion_std = 1e-3
 
     def __init__(self, *, fps: float = 25.0, music_features: tuple[str, ...] = ("fact35",),
                  music_dims: tuple[int, ...] = (35,), down: int = 4, codes: int = 512, code_dim: int = 64,
@@ -316,22 +317,13 @@ class BailandoModel(nn.Module, SavedModel):
         music_dim = sum(music_dims)
         self.lower = VQVAE(len(LOWER), channels, code_dim, codes, down, upsample)
         self.upper = VQVAE(len(UPPER), channels, code_dim, codes, down, upsample)
-        self.gpt = MotionGPT(codes, music_dim if music_columns is None else len(music_columns), down, context, d_model, layers, heads, ff, dropout, len(STYLES),
+        gpt_music_dim = music_dim if music_columns is None else len(music_columns)
+        self.gpt = MotionGPT(codes, gpt_music_dim, down, context, d_model, layers, heads, ff, dropout, len(STYLES),
                              music_channels)
-        self.register_buffer("motion_mean", torch.zeros(FEATURE_DIM))
-        self.register_buffer("motion_std", torch.ones(FEATURE_DIM))
-        self.register_buffer("music_mean", torch.zeros(music_dim))
-        self.register_buffer("music_std", torch.ones(music_dim))
+        self.register_normalisation(FEATURE_DIM, music_dim)  # filled from training data by `for_data`
         self.stage = "gpt"
 
     # ---- construction, saving, loading -------------------------------------------------------
-
-    @classmethod
-    def for_data(cls, data, **config: Any) -> "BailandoModel":
-        """A new model for a `PreparedDataset`: default skeleton and normalisation from its train split."""
-        model = cls(**cls.data_config(data, config))
-        model.normalise_from(data, rot6d_to_local, min_std=1e-3)
-        return model
 
     def windows(self) -> tuple[dict, dict]:
         """Training windows in `WindowDataset` terms: context + 1 code steps of music and motion."""
@@ -424,12 +416,13 @@ class BailandoModel(nn.Module, SavedModel):
         return torch.multinomial(logits.softmax(-1), 1, generator=generator)[..., 0]
 
     @staticmethod
-    def _no_long_run(logits: torch.Tensor, past: list[torch.Tensor], max_repeat: int | None) -> torch.Tensor:
-        """Forbid the code that the last `max_repeat` steps all chose: a long run of one code is a dancer
-        standing still (in the training data 99% of runs are at most 4 steps, the longest 16)."""
-        if not max_repeat or len(past) < max_repeat or any(int(c) != int(past[-1]) for c in past[-max_repeat:]):
-            return logits
-        return logits.index_fill(-1, past[-1], -math.inf)
+    def _no_long_run(logits: torch.Tensor, run: tuple[int, int], max_repeat: int | None) -> torch.Tensor:
+        """Forbid the code of `run` (code, steps in a row) once it has run `max_repeat` steps: a long run
+        of one code is a dancer standing still (in the training data 99% of runs are at most 4 steps,
+        the longest 16)."""
+        code, length = run
+        return logits.index_fill(-1, torch.tensor([code]), -math.inf) if max_repeat and length >= max_repeat \
+            else logits
 
     @torch.inference_mode()
     def sample_codes(self, music_steps: torch.Tensor, style: int, generator: torch.Generator, *,
@@ -457,6 +450,7 @@ class BailandoModel(nn.Module, SavedModel):
             return logits[:1] if b == 1 else logits[1:] + guidance * (logits[:1] - logits[1:])
 
         up_out, low_out, caches, first = [], [], None, 0
+        up_run = low_run = (-1, 0)  # (code, steps in a row) of the newest sampled codes
         for i in tqdm(range(history + n), desc="dancing", unit="step", disable=not progress, leave=False):
             if i - first == self.context:  # full: keep the last half, rebuild the cache from it
                 first = i - self.context // 2
@@ -467,10 +461,12 @@ class BailandoModel(nn.Module, SavedModel):
             if i < history:
                 continue
             h = h[:, 0]
-            up = self._sample(self._no_long_run(guided(gpt.up_head(h)), up_out, max_repeat), generator,
+            up = self._sample(self._no_long_run(guided(gpt.up_head(h)), up_run, max_repeat), generator,
                               temperature, top_k).expand(b)
-            low = self._sample(self._no_long_run(guided(gpt.down_head(h + gpt.up_given(up))), low_out, max_repeat),
+            low = self._sample(self._no_long_run(guided(gpt.down_head(h + gpt.up_given(up))), low_run, max_repeat),
                                generator, temperature, top_k).expand(b)
+            up_run = (int(up[0]), up_run[1] + 1 if int(up[0]) == up_run[0] else 1)
+            low_run = (int(low[0]), low_run[1] + 1 if int(low[0]) == low_run[0] else 1)
             up_out.append(up[:1])
             low_out.append(low[:1])
             up_in.append(up)
@@ -494,15 +490,8 @@ class BailandoModel(nn.Module, SavedModel):
         """A dance for `music`. `style`: one of STYLES (by default `music.style`); any other value lets
         the GPT follow the music alone. `temperature` and `top_k` (defaults from the config) trade
         fidelity for variety; `guidance` (> 1) pushes the dance towards the style."""
-        missing = [f for f in self.music_features if f not in music.features]
-        if missing:
-            raise ValueError(f"this model needs music features {', '.join(missing)} (it has "
-                             f"{', '.join(music.features) or 'none'})")
-        length = length or music.num_frames
-        out_frames = max(1, int(round(length * self.fps / music.fps)))
-        n = -(-out_frames // self.down)
-        feats = np.concatenate([_resample(np.asarray(music.features[f], np.float32), music.fps, self.fps)
-                                for f in self.music_features], axis=1)
+        length, out_frames, feats = self.music_input(music, length)
+        n = -(-out_frames // self.down)  # code steps
         feats = self.normalise_music(torch.from_numpy(feats[:n * self.down]))
         feats = F.pad(feats, (0, 0, 0, n * self.down - len(feats)))
         chosen = music.style if style is None else style  # "auto" or an unknown style: none, read from the music
@@ -512,9 +501,10 @@ class BailandoModel(nn.Module, SavedModel):
             steps = self.gpt.encode_music(feats[None])[0]
             prefix, start_xz, start_heading = None, (0.0, 0.0), 0.0
             if seed_motion is not None:
-                rot6d = torch.from_numpy(_motion_features(seed_motion.resample(self.fps)))
-                if len(rot6d) > self.down:
-                    x = self.normalise(rot6d)[-(len(rot6d) - 1) // self.down * self.down:]
+                rot6d = torch.from_numpy(motion_to_rot6d(seed_motion.resample(self.fps)))
+                usable = (len(rot6d) - 1) // self.down * self.down  # whole code steps at the seed's end
+                if usable:
+                    x = self.normalise(rot6d)[-usable:]
                     lower, upper = self.split(x[None])
                     prefix = (self.upper.codes(upper)[0], self.lower.codes(lower)[0])
                 start_xz = tuple(rot6d[-1, [0, 2]].tolist())
@@ -532,7 +522,4 @@ class BailandoModel(nn.Module, SavedModel):
                                         floor_radius=self.floor_radius, fps=self.fps)
         self.train(was_training)
         motion = Motion(self.fps, self.skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
-        if music.fps != self.fps:
-            motion = motion.resample(music.fps)
-            motion = motion[:length] if motion.num_frames >= length else _pad_motion(motion, length)
-        return motion
+        return self.at_music_rate(motion, music, length)

@@ -51,30 +51,86 @@ class DanceModel:
         raise NotImplementedError
 
 
+STYLES = ("cha-cha", "rumba", "tango", "waltz")  # the styles a family conditions on; id 0 is "none"
+
+
+def style_id(style: str | None) -> int:
+    """1 + the index of `style` in STYLES; 0 (no style: follow the music) for anything else."""
+    return STYLES.index(style) + 1 if style in STYLES else 0
+
+
+def resample_features(x: np.ndarray, fps: float, new_fps: float) -> np.ndarray:
+    """(T, D) frame features at `fps` linearly interpolated to `new_fps`, float32."""
+    if fps == new_fps or len(x) < 2:
+        return x
+    t = np.arange(len(x)) / fps
+    new_t = np.arange(int(np.floor(t[-1] * new_fps + 1e-6)) + 1) / new_fps
+    return np.stack([np.interp(new_t, t, x[:, i]) for i in range(x.shape[1])], axis=1).astype(np.float32)
+
+
 class SavedModel(DanceModel):
     """Mixin for a trainable family (an `nn.Module` whose constructor keywords are `self.config`): saving
-    as safetensors + config.json, loading without unpickling, and the normalisation a new model takes
-    from a prepared dataset's train split. The module keeps `motion_mean/std` and `music_mean/std` buffers."""
+    as safetensors + config.json, loading without unpickling, the normalisation a new model takes from
+    a prepared dataset's train split (`motion_mean/std`, `music_mean/std` buffers), and the music
+    input and motion output at the model's own frame rate.
+
+    A family sets `training_features` (rot6d windows -> the per-frame features it normalises) and
+    `min_motion_std`, and calls `register_normalisation` in its constructor."""
+
+    training_features: Callable
+    min_motion_std: float = 1e-4
+
+    def register_normalisation(self, motion_dim: int, music_dim: int) -> None:
+        import torch
+
+        self.register_buffer("motion_mean", torch.zeros(motion_dim))
+        self.register_buffer("motion_std", torch.ones(motion_dim))
+        self.register_buffer("music_mean", torch.zeros(music_dim))
+        self.register_buffer("music_std", torch.ones(music_dim))
 
     @classmethod
-    def data_config(cls, data, config: dict[str, Any]) -> dict[str, Any]:
-        """`config` completed from a `PreparedDataset`: fps, music_dims and the train split's median skeleton."""
-        names = data.split("train")
-        features = tuple(config.get("music_features", ("fact35",)))
-        return {**config, "music_dims": [data.features[f] for f in features], "fps": data.fps,
-                "skeleton_offsets": np.median(np.stack([data.motion(n).skeleton.offsets for n in names]), 0).tolist()}
-
-    def normalise_from(self, data, motion_features: Callable, min_std: float = 1e-4) -> None:
-        """Fill the normalisation buffers from the train split: `motion_features(rot6d tensor)` per sequence."""
+    def for_data(cls, data, **config: Any):
+        """A new model for a `PreparedDataset`: fps, music dims, the train split's median skeleton and
+        the normalisation of its train split."""
         import torch
 
         names = data.split("train")
-        motion = torch.cat([motion_features(torch.from_numpy(np.array(data.array(n, "rot6d")))) for n in names])
-        self.motion_mean.copy_(motion.mean(0))
-        self.motion_std.copy_(motion.std(0).clamp(min=min_std))
-        stats = [data.normaliser(f) for f in self.music_features]
-        self.music_mean.copy_(torch.from_numpy(np.concatenate([s.mean for s in stats])))
-        self.music_std.copy_(torch.from_numpy(np.concatenate([s.std for s in stats])).clamp(min=1e-4))
+        features = tuple(config.get("music_features", ("fact35",)))
+        config = {**config, "music_dims": [data.features[f] for f in features], "fps": data.fps,
+                  "skeleton_offsets": np.median(np.stack([data.motion(n).skeleton.offsets for n in names]), 0).tolist()}
+        model = cls(**config)
+        motion = torch.cat([cls.training_features(torch.from_numpy(np.array(data.array(n, "rot6d")))) for n in names])
+        model.motion_mean.copy_(motion.mean(0))
+        model.motion_std.copy_(motion.std(0).clamp(min=cls.min_motion_std))
+        stats = [data.normaliser(f) for f in features]
+        model.music_mean.copy_(torch.from_numpy(np.concatenate([s.mean for s in stats])))
+        model.music_std.copy_(torch.from_numpy(np.concatenate([s.std for s in stats])).clamp(min=1e-4))
+        return model
+
+    def music_input(self, music: Music, length: int | None) -> tuple[int, int, np.ndarray]:
+        """(length in music frames, the same span in model frames, the model's music features at its fps
+        (un-normalised, concatenated; possibly a frame short of the span))."""
+        missing = [f for f in self.music_features if f not in music.features]
+        if missing:
+            raise ValueError(f"this model needs music features {', '.join(missing)} (it has "
+                             f"{', '.join(music.features) or 'none'})")
+        length = length or music.num_frames
+        frames = max(1, int(round(length * self.fps / music.fps)))
+        feats = np.concatenate([resample_features(np.asarray(music.features[f], np.float32), music.fps, self.fps)
+                                for f in self.music_features], axis=1)
+        return length, frames, feats
+
+    def at_music_rate(self, motion: Motion, music: Music, length: int) -> Motion:
+        """`motion` resampled to the music's fps and cut or padded (last pose held) to `length` frames."""
+        if music.fps == self.fps:
+            return motion
+        motion = motion.resample(music.fps)
+        if motion.num_frames >= length:
+            return motion[:length]
+        extra = length - motion.num_frames
+        return Motion(motion.fps, motion.skeleton,
+                      np.concatenate([motion.root_translation, np.repeat(motion.root_translation[-1:], extra, 0)]),
+                      np.concatenate([motion.rotations, np.repeat(motion.rotations[-1:], extra, 0)]))
 
     def save(self, folder: str | os.PathLike) -> None:
         """`folder`/model.safetensors and config.json, each written to a temporary name and renamed."""

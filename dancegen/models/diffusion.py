@@ -40,16 +40,12 @@ from einops import rearrange
 from torch import nn
 from tqdm import tqdm
 
+from ..data.representation import motion_to_rot6d
 from ..motion import Motion, forward_kinematics, smpl_skeleton
 from ..motion.rotations import matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
-from .base import Music, SavedModel, register_model
+from .base import STYLES, Music, SavedModel, register_model, style_id
 
-STYLES = ("cha-cha", "rumba", "tango", "waltz")  # style id 0 is "none": unknown, or read it from the music
 FOOT_JOINTS = (7, 8, 10, 11)  # ankles and toes
-
-
-def style_id(style: str | None) -> int:
-    return STYLES.index(style) + 1 if style in STYLES else 0
 
 
 def cosine_alphas_cumprod(steps: int, s: float = 0.008) -> torch.Tensor:
@@ -154,6 +150,8 @@ def features_to_pose(features: torch.Tensor, start: torch.Tensor | None = None) 
 class DiffusionModel(nn.Module, SavedModel):
     """An EDGE-style dance diffusion model; see the module docstring. Keyword arguments are its config."""
 
+    training_features = staticmethod(rot6d_to_features)
+
     def __init__(self, *, fps: float = 25.0, music_features: tuple[str, ...] = ("fact35",),
                  music_dims: tuple[int, ...] = (35,), window: int = 150, overlap: int = 30, patch: int = 2,
                  d_model: int = 256, layers: int = 4, music_layers: int = 1, heads: int = 4, ff: int = 1024,
@@ -182,20 +180,9 @@ class DiffusionModel(nn.Module, SavedModel):
                             dropout, len(STYLES))
         self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(diffusion_steps))
         self.register_buffer("offsets", torch.from_numpy(self.skeleton.offsets))
-        # normalisation, filled from training data by `for_data` and saved with the weights
-        self.register_buffer("motion_mean", torch.zeros(self.motion_dim))
-        self.register_buffer("motion_std", torch.ones(self.motion_dim))
-        self.register_buffer("music_mean", torch.zeros(music_dim))
-        self.register_buffer("music_std", torch.ones(music_dim))
+        self.register_normalisation(self.motion_dim, music_dim)  # filled from training data by `for_data`
 
     # ---- construction, saving, loading -------------------------------------------------------
-
-    @classmethod
-    def for_data(cls, data, **config: Any) -> "DiffusionModel":
-        """A new model for a `PreparedDataset`: default skeleton and normalisation from its train split."""
-        model = cls(**cls.data_config(data, config))
-        model.normalise_from(data, rot6d_to_features, min_std=1e-4)
-        return model
 
     def windows(self) -> tuple[dict, dict]:
         """What it trains on, as `WindowDataset` inputs and outputs (un-normalised)."""
@@ -308,19 +295,12 @@ class DiffusionModel(nn.Module, SavedModel):
                  seed: int = 0, style: str | None = None, steps: int | None = None, guidance: float | None = None,
                  progress: bool = False, **controls: Any) -> Motion:
         """A dance for `music`; `style` ("auto", or one of STYLES) defaults to `music.style`."""
-        missing = [f for f in self.music_features if f not in music.features]
-        if missing:
-            raise ValueError(f"this model needs music features {', '.join(missing)} (it has "
-                             f"{', '.join(music.features) or 'none'})")
-        length = length or music.num_frames
-        out_frames = max(1, int(round(length * self.fps / music.fps)))
-        feats = np.concatenate([_resample(np.asarray(music.features[f], np.float32), music.fps, self.fps)
-                                for f in self.music_features], axis=1)
+        length, out_frames, feats = self.music_input(music, length)
         feats = torch.from_numpy(feats[:out_frames])
         feats = F.pad(self.normalise_music(feats), (0, 0, 0, out_frames - len(feats)))
         known = mask = start = None
         if seed_motion is not None:
-            seed_feats = torch.from_numpy(_motion_features(seed_motion.resample(self.fps))[-(self.overlap + 1):])
+            seed_feats = torch.from_numpy(motion_to_rot6d(seed_motion.resample(self.fps))[-(self.overlap + 1):])
             known = (rot6d_to_features(seed_feats) - self.motion_mean) / self.motion_std
             mask = torch.ones_like(known, dtype=torch.bool)
             feats = torch.cat([torch.zeros(len(known), feats.shape[1]), feats])
@@ -339,10 +319,7 @@ class DiffusionModel(nn.Module, SavedModel):
             x = keep_on_floor(x, self.floor_radius, self.fps)
         root, rotations = features_to_pose(x, start)
         motion = Motion(self.fps, self.skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
-        if music.fps != self.fps:
-            motion = motion.resample(music.fps)
-            motion = motion[:length] if motion.num_frames >= length else _pad_motion(motion, length)
-        return motion
+        return self.at_music_rate(motion, music, length)
 
 
 def keep_on_floor(features: torch.Tensor, radius: float, fps: float, turn_rate: float = 0.8) -> torch.Tensor:
@@ -382,24 +359,3 @@ def _rotate_yaw(rot6d: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     root = (yaw @ rot6d[..., :3, None])[..., 0]
     orient = matrix_to_6d(yaw @ sixd_to_matrix(rot6d[..., 3:9]))
     return torch.cat([root, orient, rot6d[..., 9:]], dim=-1)
-
-
-def _motion_features(motion: Motion) -> np.ndarray:
-    from ..data.representation import motion_to_rot6d
-
-    return motion_to_rot6d(motion)
-
-
-def _resample(x: np.ndarray, fps: float, new_fps: float) -> np.ndarray:
-    if fps == new_fps or len(x) < 2:
-        return x
-    t = np.arange(len(x)) / fps
-    new_t = np.arange(int(np.floor(t[-1] * new_fps + 1e-6)) + 1) / new_fps
-    return np.stack([np.interp(new_t, t, x[:, i]) for i in range(x.shape[1])], axis=1).astype(np.float32)
-
-
-def _pad_motion(motion: Motion, length: int) -> Motion:
-    extra = length - motion.num_frames
-    return Motion(motion.fps, motion.skeleton,
-                  np.concatenate([motion.root_translation, np.repeat(motion.root_translation[-1:], extra, 0)]),
-                  np.concatenate([motion.rotations, np.repeat(motion.rotations[-1:], extra, 0)]))

@@ -58,13 +58,13 @@ def prepared_data(data: dict, progress: bool = True):
     return PreparedDataset(path)
 
 
-def _stages(config_path, model, options: dict) -> list[tuple[str | None, dict]]:
+def _stages(config_path, model, options: dict, caps: dict) -> list[tuple[str | None, dict]]:
     """[(stage, options)]: one unnamed stage for a single-stage family; for a family with `stages`
     (e.g. bailando's vqvae then gpt), each stage's options are the training options updated by
-    `training.stages.NAME`. A --max-minutes or --max-steps given on the command line caps every stage."""
+    `training.stages.NAME`, then by `caps` (--max-minutes or --max-steps given on the command line)."""
     names = getattr(model, "stages", None)
     if not names:
-        return [(None, options)]
+        return [(None, {**options, **caps})]
     given = options.get("stages") or {}
     unknown = set(given) - set(names)
     if unknown or not all(isinstance(v, dict) for v in given.values()):
@@ -73,14 +73,7 @@ def _stages(config_path, model, options: dict) -> list[tuple[str | None, dict]]:
         wrong = set(stage) - (set(TRAINING_DEFAULTS) - {"stages"})
         if wrong:
             raise UserError(config_path, f"unknown training options in training.stages.{name}: {', '.join(sorted(wrong))}")
-    stages = []
-    for name in names:
-        stage = {**options, **(given.get(name) or {})}
-        for key in ("max_minutes", "max_steps"):
-            if options.get(f"cli_{key}") is not None:
-                stage[key] = options[f"cli_{key}"]
-        stages.append((name, stage))
-    return stages
+    return [(name, {**options, **(given.get(name) or {}), **caps}) for name in names]
 
 
 def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, *,
@@ -96,10 +89,7 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
 
     config = read_config(config_path)
     options = {**TRAINING_DEFAULTS, **(config.get("training") or {})}
-    if max_minutes is not None:
-        options["max_minutes"] = options["cli_max_minutes"] = max_minutes
-    if max_steps is not None:
-        options["max_steps"] = options["cli_max_steps"] = max_steps
+    caps = {k: v for k, v in (("max_minutes", max_minutes), ("max_steps", max_steps)) if v is not None}
     out = Path(out or config.get("out") or Path("runs") / Path(config_path).stem)
     model_config = dict(config["model"])
     family = model_config.pop("family", None)
@@ -115,7 +105,7 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
     datamodule = WindowDataModule(data.root, inputs, outputs, batch_size=options["batch_size"],
                                   train_stride=options["train_stride"], val_stride=options["val_stride"],
                                   seed=options["seed"])
-    stages = _stages(config_path, model, options)
+    stages = _stages(config_path, model, options, caps)
     started = time.time()
     for stage, stage_options in stages:
         if stage is not None:
