@@ -106,9 +106,10 @@ def _generate(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_default_device(args.device)
-    result = generate_dance(args.song, model=args.model, seed=args.seed, style=args.style, start=args.start,
-                            duration=args.duration, seed_motion=args.seed_motion, progress=not args.quiet)
     formats = tuple(f for f in args.formats.split(",") if f)
+    result = generate_dance(args.song, model=args.model, seed=args.seed, style=args.style, start=args.start,
+                            duration=args.duration, seed_motion=args.seed_motion, prefetch_mp3="html" in formats,
+                            progress=not args.quiet)
     written = write_outputs(result, args.out, formats, progress=not args.quiet)
     print(f"{result.song.name}: {result.motion.duration:.1f} s of dance from {result.start:g} s"
           f"{f', style {result.style}' if result.style else ''}, seed {args.seed}, in {time.time() - started:.1f} s: "

@@ -109,3 +109,27 @@ def test_the_bundled_default_model(tmp_path: Path, monkeypatch):
         speed = np.linalg.norm(np.diff(z["positions"], axis=0), axis=-1).mean() * 25
     assert 0.1 < speed < 3.0  # it dances: neither still nor flailing (m/s, mean over joints)
     assert read_bvh(tmp_path / "out" / "demo_song.bvh").num_frames == 100
+
+
+def test_a_fresh_command_computes_the_features_while_torch_loads(tmp_path: Path):
+    """In a fresh process (torch not loaded yet) the model's features come from a forked process,
+    the same numbers as computed in place; the cache of that process is the user's."""
+    import subprocess
+    import sys
+
+    script = """
+import sys, numpy as np
+import dancegen.generation as G
+future = G._features_while_loading(G.DEMO_SONG, "default", 1.0, 4.0)
+assert future is not None and "torch" not in sys.modules
+import torch  # what the command does meanwhile
+got = future.result()
+from dancegen.audio import features_many
+want = features_many(G.DEMO_SONG, ["fact35"], 25.0, start=1.0, num_frames=100, cache=False)
+assert list(got) == ["fact35"] and np.array_equal(got["fact35"], want["fact35"]), "features differ"
+print("same features")
+"""
+    env = {**__import__("os").environ, "DANCEGEN_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and "same features" in r.stdout, r.stderr[-2000:]
+    assert list((tmp_path / "cache").rglob("*.npy")), "the forked process fills the feature cache"

@@ -47,11 +47,12 @@ from ..errors import UserError
 from ..io import atomic_path, write_text
 from ..motion import Motion
 from ..motion.skeleton import SMPL_JOINT_NAMES, Skeleton, smpl_skeleton
+from ..paths import STYLE_CLASSIFIERS
 
 FORMAT = "dancegen-style-classifier"
 FORMAT_VERSION = 1
 MOTION_FEATURE = "facing_positions"
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "style"
+ASSETS = STYLE_CLASSIFIERS
 SIZES = {"small": {"hidden": 32, "layers": 1}, "large": {"hidden": 128, "layers": 2}}
 # Named column subsets of audio features: "rhythm" keeps the onset envelope and the onset and beat
 # one-hots (fact35), with the tempogram for bailando438; timbre and key say little about style in

@@ -1,14 +1,11 @@
 """Model families behind one interface (`base.DanceModel`), and the benchmark baselines."""
 
-from pathlib import Path
-
 from . import baselines  # noqa: F401  (registers random_real and still_pose)
 from . import bailando  # noqa: F401  (registers bailando)
 from . import diffusion  # noqa: F401  (registers diffusion)
 from .base import DanceModel, Music, check_model, load_model, model_names, register_model
 from ..errors import UserError
-
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default"
+from ..paths import DEFAULT_MODEL
 
 
 @register_model("default")

@@ -43,7 +43,7 @@ def decode_positions(data: str, scale: int, frames: int, joints: int) -> np.ndar
     return q.reshape(frames, joints, 3).astype(np.float32) * (scale / 1000)
 
 
-def _song_mp3(song: str | os.PathLike, offset: float, duration: float) -> bytes:
+def song_mp3(song: str | os.PathLike, offset: float, duration: float) -> bytes:
     """The span [offset, offset + duration] of `song` as MP3 bytes, by the ffmpeg binary."""
     import imageio_ffmpeg
 
@@ -63,9 +63,10 @@ def _song_mp3(song: str | os.PathLike, offset: float, duration: float) -> bytes:
 
 
 def write_html(motion: Motion, path: str | os.PathLike, *, song: str | os.PathLike | None = None,
-               song_offset: float = 0.0, title: str | None = None) -> Path:
+               song_offset: float = 0.0, title: str | None = None, mp3: bytes | None = None) -> Path:
     """Write one HTML file that plays `motion` in 3D (orbit, zoom, pause, seek) with the song's span
-    [song_offset, song_offset + duration]; it works from disk and fetches nothing."""
+    [song_offset, song_offset + duration]; it works from disk and fetches nothing. `mp3` is that span
+    already encoded by `song_mp3` (it is encoded here when None)."""
     path = Path(path)
     if song_offset < 0:
         raise ValueError(f"song_offset must be >= 0, got {song_offset}")
@@ -85,7 +86,7 @@ def write_html(motion: Motion, path: str | os.PathLike, *, song: str | os.PathLi
     }
     audio = ""
     if song is not None:
-        mp3 = _song_mp3(song, song_offset, motion.duration)
+        mp3 = mp3 if mp3 is not None else song_mp3(song, song_offset, motion.duration)
         audio = f' src="data:audio/mpeg;base64,{base64.b64encode(mp3).decode("ascii")}"'
     fields = {
         "TITLE": html.escape(title),
