@@ -296,6 +296,7 @@ class BailandoModel(nn.Module, SavedModel):
                  ff: int = 768, music_channels: int = 64, dropout: float = 0.1, p_no_style: float = 0.2, p_start: float = 0.1,
                  p_corrupt: float = 0.0, mirror: bool = False, music_columns: list[int] | None = None,
                  use_style: bool = True, commitment: float = 0.1, vq_window: int = 64, velocity_weight: float = 1.0,
+                 root_weight: float = 1.0,
                  acceleration_weight: float = 0.0, upsample: str = "nearest",
                  temperature: float = 1.0, top_k: int | None = None, guidance: float = 1.0, max_repeat: int | None = 8,
                  smooth_sigma: float = 0.0, floor_radius: float | None = 4.0,
@@ -309,6 +310,7 @@ class BailandoModel(nn.Module, SavedModel):
         self.mirror, self.smooth_sigma = mirror, smooth_sigma
         self.music_columns = None if music_columns is None else list(music_columns)
         self.commitment, self.velocity_weight, self.vq_window = commitment, velocity_weight, vq_window
+        self.root_weight = root_weight
         self.acceleration_weight = acceleration_weight
         self.temperature, self.top_k, self.guidance, self.floor_radius = temperature, top_k, guidance, floor_radius
         self.max_repeat = max_repeat
@@ -368,11 +370,15 @@ class BailandoModel(nn.Module, SavedModel):
             first = int(torch.randint(0, len(x[0]) - self.vq_window + 1, (1,), generator=generator))
             lower, upper = lower[:, first:first + self.vq_window], upper[:, first:first + self.vq_window]
             terms = {}
-            for name, part, target in (("lower", self.lower, lower), ("upper", self.upper, upper)):
+            # the root's height, steps and turn (the lower body's first 4 columns) weigh `root_weight`
+            # each: with equal weights the decoder shortens the steps, and dancers travel less
+            lower_weights = torch.ones(len(LOWER), device=x.device)
+            lower_weights[:4] = self.root_weight
+            for name, part, target, w in (("lower", self.lower, lower, lower_weights), ("upper", self.upper, upper, 1.0)):
                 out, _, commitment = part(target, generator)
-                terms[f"{name}_reconstruction"] = F.mse_loss(out, target)
-                terms[f"{name}_velocity"] = F.mse_loss(out.diff(dim=1), target.diff(dim=1))
-                terms[f"{name}_acceleration"] = F.mse_loss(out.diff(2, dim=1), target.diff(2, dim=1))
+                terms[f"{name}_reconstruction"] = ((out - target) ** 2 * w).mean()
+                terms[f"{name}_velocity"] = ((out.diff(dim=1) - target.diff(dim=1)) ** 2 * w).mean()
+                terms[f"{name}_acceleration"] = ((out.diff(2, dim=1) - target.diff(2, dim=1)) ** 2 * w).mean()
                 terms[f"{name}_commitment"] = commitment
             weights = {"reconstruction": 1.0, "velocity": self.velocity_weight,
                        "acceleration": self.acceleration_weight, "commitment": self.commitment}
@@ -509,12 +515,17 @@ class BailandoModel(nn.Module, SavedModel):
                     prefix = (self.upper.codes(upper)[0], self.lower.codes(lower)[0])
                 start_xz = tuple(rot6d[-1, [0, 2]].tolist())
                 start_heading = float(heading(sixd_to_matrix(rot6d[-1, 3:9])))
-            up, low = self.sample_codes(steps, style_id(chosen) if self.use_style else 0,
-                                        torch.Generator().manual_seed(int(seed)), prefix=prefix,
-                                        temperature=self.temperature if temperature is None else temperature,
-                                        top_k=self.top_k if top_k is None else top_k,
-                                        guidance=self.guidance if guidance is None else guidance,
-                                        max_repeat=self.max_repeat, progress=progress)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # one code step is too small to share: a second thread only waits
+            try:
+                up, low = self.sample_codes(steps, style_id(chosen) if self.use_style else 0,
+                                            torch.Generator().manual_seed(int(seed)), prefix=prefix,
+                                            temperature=self.temperature if temperature is None else temperature,
+                                            top_k=self.top_k if top_k is None else top_k,
+                                            guidance=self.guidance if guidance is None else guidance,
+                                            max_repeat=self.max_repeat, progress=progress)
+            finally:
+                torch.set_num_threads(threads)
             x = self.decode(up, low)[:out_frames] * self.motion_std + self.motion_mean
             if self.smooth_sigma:
                 x = torch.from_numpy(gaussian_filter1d(x.numpy(), self.smooth_sigma, axis=0, mode="nearest"))
