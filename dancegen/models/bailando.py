@@ -480,6 +480,29 @@ class BailandoModel(nn.Module, SavedModel):
         return torch.cat(up_out), torch.cat(low_out)
 
     @torch.inference_mode()
+    def tokenize(self, motion: Motion) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A dance as upper and lower codes (n,), plus its rot6d frames at the model's fps; the last
+        code step is padded with the last frame when the frames do not fill it."""
+        rot6d = torch.from_numpy(motion_to_rot6d(motion.resample(self.fps)))
+        x = self.normalise(rot6d)
+        x = torch.cat([x, x[-1:].expand((-len(x)) % self.down, -1)])
+        lower, upper = self.split(x[None])
+        return self.upper.codes(upper)[0], self.lower.codes(lower)[0], rot6d
+
+    @torch.inference_mode()
+    def reconstruct(self, motion: Motion) -> Motion:
+        """`motion` through the choreographic memory (codes, then decoded), at its own fps and length:
+        what the GPT could at best reproduce of it."""
+        up, low, rot6d = self.tokenize(motion)
+        x = self.decode(up, low)[:len(rot6d) - 1] * self.motion_std + self.motion_mean
+        root, rotations = integrate(x, start_xz=tuple(rot6d[0, [0, 2]].tolist()),
+                                    start_heading=float(heading(sixd_to_matrix(rot6d[0, 3:9]))), fps=self.fps)
+        root = torch.cat([rot6d[:1, :3], root])  # the features describe frames 1…; frame 0 is the start
+        rotations = torch.cat([sixd_to_matrix(rot6d[:1, 3:].unflatten(-1, (24, 6))), rotations])
+        out = Motion(self.fps, self.skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
+        return out.resample(motion.fps)[:motion.num_frames]
+
+    @torch.inference_mode()
     def decode(self, up: torch.Tensor, low: torch.Tensor, chunk: int = 256, margin: int = 8) -> torch.Tensor:
         """Codes (n,) -> normalised features (n·down, 148), decoded in overlapping chunks (flat memory)."""
         out = []

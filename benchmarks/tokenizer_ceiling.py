@@ -1,0 +1,75 @@
+"""The benchmark of a bailando model's choreographic memory alone: the test dances encoded to codes
+and decoded again (`BailandoModel.reconstruct`), scored like any model. It is the best the GPT
+could do with these codes, so a metric the reconstruction misses is the tokenizer's to fix.
+
+A second table compares the kinetic features (per 5-s window at 60 fps, as the benchmark computes
+them) of the reconstruction with the ground truth's: mean and spread over windows of the
+horizontal and vertical kinetic energy and of the energy expenditure, averaged over joints, over
+all test songs and without the songs whose style has no training song.
+
+    .venv/bin/python benchmarks/tokenizer_ceiling.py [--model default] [--dataset KIND:PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from dancegen.audio.cache import default_cache_dir
+from dancegen.metrics.benchmark import PROTOCOLS, run_benchmark
+from dancegen.metrics.evaluate import parse_dataset, prepared_for
+from dancegen.metrics.kinetic import kinetic_features
+from dancegen.metrics.report import markdown_table
+from dancegen.metrics.style import MotionStyleClassifier
+from dancegen.models import DanceModel, load_model
+
+
+class Reconstruction(DanceModel):
+    """Plays the split's dances, in the benchmark's order, through the model's codes."""
+
+    def __init__(self, model, dances: list):
+        self.model, self.fps, self.queue = model, dances[0].fps, list(dances)
+
+    def generate(self, music, *, length=None, seed=0, **controls):
+        return self.model.reconstruct(self.queue.pop(0))
+
+
+def kinetic_windows(motion, seconds: float = 5.0) -> np.ndarray:
+    """(windows, 24, 3) kinetic features of consecutive windows, positions from each window's root x/z."""
+    p = motion.resample(60.0).positions()
+    n = int(seconds * 60)
+    return np.stack([kinetic_features(p[s:s + n] - p[s:s + 1, :1] * [1, 0, 1], fps=60)
+                     for s in range(0, len(p) - n + 1, n)]).reshape(-1, 24, 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--dataset", default="dance-with-melody:../shared/data/dance_with_melody")
+    args = parser.parse_args()
+    model = load_model(args.model)
+    kind, path = parse_dataset(args.dataset)
+    data = prepared_for(kind, path, default_cache_dir(), False)
+    seeds = PROTOCOLS["default"].seeds
+    dances = [data.motion(n) for n in data.split("test") for _ in seeds]  # the benchmark's order
+    classifier = MotionStyleClassifier.bundled("dance_with_melody")
+    result = run_benchmark(data, {"reconstruction": lambda train: Reconstruction(model, dances)},
+                           style_of=classifier.predict, known_styles=tuple(classifier.styles), progress=False)
+    print(f"model {args.model}: the test split's dances through its codes\n")
+    print(markdown_table(result.results))
+    trained = {data.sequences[n]["style"] for n in data.split("train")}
+    print("\n| test songs | windows | horizontal energy mean / spread | vertical | expenditure |\n|---|---|---|---|---|")
+    for label, names in (("all", data.split("test")),
+                         ("styles with training songs", [n for n in data.split("test")
+                                                         if data.sequences[n]["style"] in trained])):
+        truth = np.concatenate([kinetic_windows(data.motion(n)) for n in names])
+        rebuilt = np.concatenate([kinetic_windows(model.reconstruct(data.motion(n))) for n in names])
+        mean = (rebuilt.mean(0) / truth.mean(0)).mean(0)
+        spread = (rebuilt.std(0) / truth.std(0)).mean(0)
+        print(f"| {label} | {len(truth)} | " + " | ".join(f"{100 * m:.0f} % / {100 * s:.0f} %"
+                                                          for m, s in zip(mean, spread)) + " |")
+
+
+if __name__ == "__main__":
+    main()
