@@ -109,7 +109,8 @@ def _generate(args: argparse.Namespace) -> None:
     formats = tuple(f for f in args.formats.split(",") if f)
     result = generate_dance(args.song, model=args.model, seed=args.seed, style=args.style, start=args.start,
                             duration=args.duration, seed_motion=args.seed_motion, prefetch_mp3="html" in formats,
-                            progress=not args.quiet)
+                            progress=not args.quiet,
+                            **({} if args.temperature is None else {"temperature": args.temperature}))
     written = write_outputs(result, args.out, formats, progress=not args.quiet)
     print(f"{result.song.name}: {result.motion.duration:.1f} s of dance from {result.start:g} s"
           f"{f', style {result.style}' if result.style else ''}, seed {args.seed}, in {time.time() - started:.1f} s: "
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=float, default=0.0, help="seconds into the song to start dancing")
     p.add_argument("--duration", type=float, default=None, help="seconds to dance (default: to the end)")
     p.add_argument("--seed-motion", default=None, help="a dance to continue, .bvh or .npz")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature of a probabilistic model: higher, more varied dances (default: "
+                        "the model's own)")
     p.add_argument("--formats", default="bvh,npz,mp4,html", help="comma-separated outputs (bvh,npz,mp4,html)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

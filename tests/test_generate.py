@@ -57,7 +57,10 @@ def test_generate_writes_the_four_files(song: Path, tmp_path: Path, capsys):
     # the npz is a seed motion for a continuation
     code = main(["generate", str(song), "-o", str(tmp_path / "more"), "--model", "test_sway", "-q",
                  "--seed-motion", str(out / "my song.npz"), "--formats", "npz"])
-    assert code == 0 and SEEN["seed_motion"].num_frames == 105
+    assert code == 0 and SEEN["seed_motion"].num_frames == 105 and "temperature" not in SEEN["controls"]
+    code = main(["generate", str(song), "-o", str(tmp_path / "hot"), "--model", "test_sway", "-q",
+                 "--temperature", "1.5", "--formats", "npz"])
+    assert code == 0 and SEEN["controls"]["temperature"] == 1.5
     assert [p.name for p in (tmp_path / "more").iterdir()] == ["my song.npz"]
 
 
