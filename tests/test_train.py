@@ -30,8 +30,14 @@ def test_two_stage_training_writes_loadable_models_and_logs(synthetic: Path, tmp
                           stages={"vqvae": {"max_steps": 6, "lr": 1e-3, "ema_decay": 0.0},
                                   "gpt": {"max_steps": 4}})
     assert main(["train", str(config), "-o", str(tmp_path / "run"), "-q"]) == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     for stage in ("vqvae", "gpt"):
-        assert list((tmp_path / "run" / "logs" / stage).glob("events.out.tfevents.*"))
+        events = EventAccumulator(str(tmp_path / "run" / "logs" / stage))
+        events.Reload()
+        assert "samples/dance" in events.Tags()["images"] and "samples/joint_speed" in events.Tags()["scalars"]
+        image = events.Images("samples/dance")[-1]
+        assert (image.width, image.height) == (8 * 160, 240)
     for folder in ("best", "last"):
         model = load_model(tmp_path / "run" / folder)
         assert isinstance(model, BailandoModel) and model.context == 4

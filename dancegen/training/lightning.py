@@ -2,7 +2,8 @@
 
 A family's model is an `nn.Module` with `loss(batch, generator=None) -> loss or (loss, {name: value})`,
 `windows() -> (inputs, outputs)` in `WindowDataset` terms and `save(folder)`. Training keeps an
-exponential moving average of the weights; validation and the saved model use the average.
+exponential moving average of the weights; validation and the saved model use the average, and
+`LogSamples` puts a dance of the averaged model into TensorBoard at every validation.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -121,3 +123,36 @@ class SaveModel(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, module: TrainingModule) -> None:
         module.ema.save(self.out / "last")
+
+
+class LogSamples(L.Callback):
+    """At every validation, the averaged model dances the first `seconds` of a validation song (seed 0,
+    the song's style); `frames` evenly spaced frames of it go to TensorBoard as one image strip
+    (`samples/dance`), and its mean joint speed as `samples/joint_speed` (m/s: a frozen or flailing
+    model shows there before any benchmark)."""
+
+    def __init__(self, data, split: str = "val", seconds: float = 8.0, frames: int = 8,
+                 size: tuple[int, int] = (160, 240)):
+        from ..models import Music
+
+        names = data.split(split) or data.split("train")
+        meta = data.sequences[names[0]]
+        length = min(int(seconds * data.fps), meta["frames"])
+        self.music = Music({f: np.asarray(data.array(names[0], f)[:length]) for f in data.features_of("music")},
+                           data.fps, style=meta.get("style"))
+        self.length, self.frames, self.size = length, frames, size
+
+    def on_validation_end(self, trainer: L.Trainer, module: TrainingModule) -> None:
+        from ..render.figure import Figure
+        from ..render.frames import FrameDrawer
+
+        if trainer.sanity_checking or trainer.logger is None or not hasattr(module.ema, "generate"):
+            return
+        motion = module.ema.generate(self.music, length=self.length, seed=0)
+        positions = motion.positions()
+        drawer = FrameDrawer(positions, Figure.of(motion.skeleton), motion.fps, self.size)
+        strip = np.concatenate([drawer.rgb(int(i)) for i in np.linspace(0, len(positions) - 1, self.frames)], axis=1)
+        speed = float(np.linalg.norm(np.diff(positions, axis=0), axis=-1).mean() * motion.fps)
+        trainer.logger.experiment.add_image("samples/dance", strip, trainer.global_step, dataformats="HWC")
+        trainer.logger.experiment.add_scalar("samples/joint_speed", speed, trainer.global_step)
+        module.ema.eval()

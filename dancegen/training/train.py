@@ -85,7 +85,7 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from ..models.base import _MODELS
-    from .lightning import SaveModel, TrainingModule, WindowDataModule
+    from .lightning import LogSamples, SaveModel, TrainingModule, WindowDataModule
 
     config = read_config(config_path)
     options = {**TRAINING_DEFAULTS, **(config.get("training") or {})}
@@ -106,6 +106,7 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
                                   train_stride=options["train_stride"], val_stride=options["val_stride"],
                                   seed=options["seed"])
     stages = _stages(config_path, model, options, caps)
+    samples = LogSamples(data)
     started = time.time()
     for stage, stage_options in stages:
         if stage is not None:
@@ -121,7 +122,8 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
             accelerator="cpu", devices=1, max_steps=stage_options["max_steps"],
             max_time={"minutes": minutes} if minutes else None,
             logger=TensorBoardLogger(out, name="logs", version=stage, default_hp_metric=False),
-            callbacks=[SaveModel(out), LearningRateMonitor("step")] + ([TQDMProgressBar(refresh_rate=10)] if progress else []),
+            callbacks=[SaveModel(out), LearningRateMonitor("step"), samples]
+            + ([TQDMProgressBar(refresh_rate=10)] if progress else []),
             val_check_interval=min(stage_options["val_every"], stage_options["max_steps"]),
             check_val_every_n_epoch=None, num_sanity_val_steps=0,
             gradient_clip_val=stage_options["grad_clip"], log_every_n_steps=10, enable_checkpointing=False,
