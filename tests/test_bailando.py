@@ -11,6 +11,7 @@ import torch
 from conftest import fixed_loss, random_music as music, synthetic_motion, train_steps
 from dancegen.data.representation import motion_to_rot6d
 from dancegen.models import load_model
+from dancegen.models.base import style_id
 from dancegen.models.bailando import BailandoModel, heading, integrate, rot6d_to_local
 from dancegen.motion import SMPL_JOINT_NAMES
 from dancegen.motion.rotations import axis_angle_to_matrix, sixd_to_matrix
@@ -224,3 +225,20 @@ def test_the_default_codebooks_reconstruct_a_training_dance(shared_data: Path):
     out = load_model("default").reconstruct(motion)
     error = np.linalg.norm(_facing_frame(out.positions()) - _facing_frame(motion.positions()), axis=-1).mean()
     assert error < 0.06, f"{100 * error:.1f} cm"
+
+
+def test_style_prior_biases_sampling_towards_the_codes_of_the_style():
+    model = tiny(style_prior=1.0)
+    waltz, rumba = style_id("waltz"), style_id("rumba")
+    model.style_codes[waltz, :, 1:3] = 50.0  # the waltzes use codes 1 and 2 only
+    model.style_codes[rumba, :, 5] = 50.0
+    bias = model.style_bias(waltz, 1.0)
+    assert bias.shape == (2, 16) and (bias[:, 1:3] > 0).all() and (bias[:, 5] < 0).all()
+    assert model.style_bias(0, 1.0) is None and model.style_bias(style_id("tango"), 1.0) is None  # no tango danced
+    assert model.style_bias(waltz, 0.0) is None and tiny().style_bias(waltz, 1.0) is None  # off; no counts kept
+    steps = model.gpt.encode_music(torch.randn(1, 40, 35))[0]
+    up, low = model.sample_codes(steps, waltz, torch.Generator().manual_seed(0), bias=model.style_bias(waltz, 20.0),
+                                 max_repeat=None)
+    assert set(up.tolist()) | set(low.tolist()) <= {1, 2}
+    up, _ = model.sample_codes(steps, waltz, torch.Generator().manual_seed(0), max_repeat=None)
+    assert not set(up.tolist()) <= {1, 2}  # unbiased, the untrained GPT picks anything

@@ -13,7 +13,7 @@ from dancegen.models import Music, load_model
 from dancegen.models.bailando import BailandoModel
 
 TINY = dict(family="bailando", down=4, codes=16, code_dim=8, channels=16, context=4, d_model=32, layers=1,
-            heads=2, ff=64, music_channels=8, vq_window=16)
+            heads=2, ff=64, music_channels=8, vq_window=16, style_prior=1.0)
 
 
 def write_config(path: Path, data: Path, source: Path, **training) -> Path:
@@ -43,6 +43,8 @@ def test_two_stage_training_writes_loadable_models_and_logs(synthetic: Path, tmp
         assert isinstance(model, BailandoModel) and model.context == 4
     # the VQ-VAE stage's codebook reached the saved model (the average of the weights shares its buffers)
     assert bool(model.upper.quantizer.initialised)
+    # after the VQ-VAE stage the training dances' codes were counted per style, for `style_prior`
+    assert float(model.style_codes.sum()) > 0 and float(model.style_codes[0].sum()) == 0
     music = Music({"fact35": np.zeros((40, 35), np.float32)}, model.fps)
     assert model.generate(music, seed=0).num_frames == 40
 

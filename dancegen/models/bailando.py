@@ -299,6 +299,7 @@ class BailandoModel(nn.Module, SavedModel):
                  root_weight: float = 1.0,
                  acceleration_weight: float = 0.0, upsample: str = "nearest",
                  temperature: float = 1.0, top_k: int | None = None, guidance: float = 1.0, max_repeat: int | None = 8,
+                 style_prior: float | None = None,
                  smooth_sigma: float = 0.0, floor_radius: float | None = 4.0,
                  skeleton_offsets: list | None = None, **unused: Any):
         super().__init__()
@@ -313,7 +314,9 @@ class BailandoModel(nn.Module, SavedModel):
         self.root_weight = root_weight
         self.acceleration_weight = acceleration_weight
         self.temperature, self.top_k, self.guidance, self.floor_radius = temperature, top_k, guidance, floor_radius
-        self.max_repeat = max_repeat
+        self.max_repeat, self.style_prior = max_repeat, style_prior
+        if style_prior is not None:  # how often each style's training dances use each code (`count_style_codes`)
+            self.register_buffer("style_codes", torch.zeros(len(STYLES) + 1, 2, codes))
         self.skeleton = smpl_skeleton(None if skeleton_offsets is None else np.asarray(skeleton_offsets))
         self.config["skeleton_offsets"] = self.skeleton.offsets.tolist()
         music_dim = sum(music_dims)
@@ -340,6 +343,32 @@ class BailandoModel(nn.Module, SavedModel):
         for part, trains in ((self.lower, stage == "vqvae"), (self.upper, stage == "vqvae"),
                              (self.gpt, stage == "gpt")):
             part.requires_grad_(trains)
+
+    def after_stage(self, stage: str, data) -> None:
+        """Called by `dancegen train` after each stage: once the codebooks are learnt, count the codes."""
+        if stage == "vqvae" and self.style_prior is not None:
+            self.count_style_codes(data)
+
+    @torch.inference_mode()
+    def count_style_codes(self, data) -> None:
+        """`style_codes`: how often the training split's dances of each style use each upper and lower code."""
+        self.style_codes.zero_()
+        for name in data.split("train"):
+            up, low, _ = self.tokenize(data.motion(name))
+            s = style_id(data.sequences[name].get("style"))
+            self.style_codes[s, 0] += torch.bincount(up, minlength=self.codes).to(self.style_codes)
+            self.style_codes[s, 1] += torch.bincount(low, minlength=self.codes).to(self.style_codes)
+
+    def style_bias(self, style: int, weight: float) -> torch.Tensor | None:
+        """Logit bias (2, codes) towards a style's codes: `weight` × the pointwise mutual information of
+        code and style in the training dances, log p(code | style) − log p(code) (add-one smoothed).
+        None without counts, for no style, or for a style no training dance has."""
+        if not weight or not style or self.style_prior is None or self.style_codes[style].sum() == 0:
+            return None
+        counts = self.style_codes[1:] + 1
+        given = (self.style_codes[style] + 1) / (self.style_codes[style] + 1).sum(-1, keepdim=True)
+        overall = counts.sum(0) / counts.sum((0, 2))[:, None]
+        return weight * (given.log() - overall.log())
 
     # ---- training ------------------------------------------------------------------------------
 
@@ -434,11 +463,12 @@ class BailandoModel(nn.Module, SavedModel):
     def sample_codes(self, music_steps: torch.Tensor, style: int, generator: torch.Generator, *,
                      prefix: tuple[torch.Tensor, torch.Tensor] | None = None, temperature: float = 1.0,
                      top_k: int | None = None, guidance: float = 1.0, max_repeat: int | None = None,
-                     progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                     bias: torch.Tensor | None = None, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Upper and lower codes (n,) for music steps (n, d), after the codes `prefix` when given.
 
         With `guidance` ≠ 1 and a style, the logits are classifier-free guided towards the style:
-        unconditional + guidance × (styled − unconditional), the two run as a batch of 2. No code runs
+        unconditional + guidance × (styled − unconditional), the two run as a batch of 2. `bias` (2, codes)
+        is added to the upper and lower logits (`style_bias`). No code runs
         longer than `max_repeat` steps (`_no_long_run`). The context
         slides: when it is full, the key/value cache is rebuilt from its last half."""
         gpt, n = self.gpt, len(music_steps)
@@ -467,10 +497,15 @@ class BailandoModel(nn.Module, SavedModel):
             if i < history:
                 continue
             h = h[:, 0]
-            up = self._sample(self._no_long_run(guided(gpt.up_head(h)), up_run, max_repeat), generator,
-                              temperature, top_k).expand(b)
-            low = self._sample(self._no_long_run(guided(gpt.down_head(h + gpt.up_given(up))), low_run, max_repeat),
-                               generator, temperature, top_k).expand(b)
+            up_logits, low_logits = guided(gpt.up_head(h)), None
+            if bias is not None:
+                up_logits = up_logits + bias[0]
+            up = self._sample(self._no_long_run(up_logits, up_run, max_repeat), generator, temperature, top_k).expand(b)
+            low_logits = guided(gpt.down_head(h + gpt.up_given(up)))
+            if bias is not None:
+                low_logits = low_logits + bias[1]
+            low = self._sample(self._no_long_run(low_logits, low_run, max_repeat), generator, temperature,
+                               top_k).expand(b)
             up_run = (int(up[0]), up_run[1] + 1 if int(up[0]) == up_run[0] else 1)
             low_run = (int(low[0]), low_run[1] + 1 if int(low[0]) == low_run[0] else 1)
             up_out.append(up[:1])
@@ -514,11 +549,13 @@ class BailandoModel(nn.Module, SavedModel):
 
     def generate(self, music: Music, *, seed_motion: Motion | None = None, length: int | None = None,
                  seed: int = 0, style: str | None = None, temperature: float | None = None,
-                 top_k: int | None = None, guidance: float | None = None, progress: bool = False,
-                 **controls: Any) -> Motion:
+                 top_k: int | None = None, guidance: float | None = None, style_prior: float | None = None,
+                 progress: bool = False, **controls: Any) -> Motion:
         """A dance for `music`. `style`: one of STYLES (by default `music.style`); any other value lets
         the GPT follow the music alone. `temperature` and `top_k` (defaults from the config) trade
-        fidelity for variety; `guidance` (> 1) pushes the dance towards the style."""
+        fidelity for variety; `guidance` (> 1) pushes the dance towards the style through the GPT's
+        style input, `style_prior` (> 0) through the codes that style's training dances use
+        (`style_bias`)."""
         length, out_frames, feats = self.music_input(music, length)
         n = -(-out_frames // self.down)  # code steps
         feats = self.normalise_music(torch.from_numpy(feats[:n * self.down]))
@@ -546,7 +583,9 @@ class BailandoModel(nn.Module, SavedModel):
                                             temperature=self.temperature if temperature is None else temperature,
                                             top_k=self.top_k if top_k is None else top_k,
                                             guidance=self.guidance if guidance is None else guidance,
-                                            max_repeat=self.max_repeat, progress=progress)
+                                            max_repeat=self.max_repeat, progress=progress,
+                                            bias=self.style_bias(style_id(chosen), (self.style_prior or 0.0)
+                                                                 if style_prior is None else style_prior))
             finally:
                 torch.set_num_threads(threads)
             x = self.decode(up, low)[:out_frames] * self.motion_std + self.motion_mean

@@ -133,6 +133,8 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
                                         **{k: v for k, v in stage_options.items() if k != "stages"}})
         trainer.fit(module, datamodule=datamodule)
         model.load_state_dict(module.ema.state_dict())  # the next stage starts from the averaged weights
+        if stage is not None and hasattr(model, "after_stage"):
+            model.after_stage(stage, data)  # e.g. bailando counts each style's codes once its codebooks exist
     if progress:
         print(f"trained {family} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) for "
               f"{trainer.global_step} steps in {(time.time() - started) / 60:.1f} min; saved {out / 'best'} and "
