@@ -53,7 +53,8 @@ def main() -> None:
                 model.generate(music, seed=r, **controls, **({"steps": n} if diffusion else {}))
                 times.append(time.perf_counter() - start)
             best = min(times)
-            label = Path(name).name if Path(name).is_dir() else name
+            label = ("/".join(Path(name).parts[-2:]) if Path(name).name in ("best", "last") else Path(name).name) \
+                if Path(name).is_dir() else name
             print(f"| {label} | {model.name} | {model.num_parameters / 1e6:.2f} M | {n or '–'} | {best:.2f} | "
                   f"{frames / best:.0f} | {args.seconds / best:.0f} | {best / args.seconds:.4f} |")
 
