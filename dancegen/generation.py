@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,7 +69,10 @@ def generate_dance(song: str | os.PathLike | None = None, *, model: str = "defau
     classifier = _style_classifier() if style == "auto" else None  # loads while the features compute
     frames = int(span * dancer.fps)
     names = list(dancer.music_features)
-    features = early.result() if early is not None else None
+    try:
+        features = early.result() if early is not None else None
+    except BrokenProcessPool:  # the forked process died (killed, out of memory): compute here instead
+        features = None
     if features is None or list(features) != names or any(len(f) != frames for f in features.values()):
         features = audio.features_many(song, names, dancer.fps, start=start, num_frames=frames)
     if style == "auto":
