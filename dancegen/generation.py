@@ -77,7 +77,11 @@ def generate_dance(song: str | os.PathLike | None = None, *, model: str = "defau
         features = audio.features_many(song, names, dancer.fps, start=start, num_frames=frames)
     if style == "auto":
         style = _recognise_style(classifier, song, start, span, features, dancer.fps)
-    mp3 = _in_background(ThreadPoolExecutor(1), song_mp3, song, start, frames / dancer.fps) if prefetch_mp3 else None
+    mp3 = None
+    if prefetch_mp3:
+        from .render.html import song_mp3
+
+        mp3 = _in_background(ThreadPoolExecutor(1), song_mp3, song, start, frames / dancer.fps)
     music = Music(features, dancer.fps, song=song, start=start, style=style)
     if seed_motion is not None and not isinstance(seed_motion, Motion):
         seed_motion = read_seed_motion(seed_motion)
@@ -85,12 +89,6 @@ def generate_dance(song: str | os.PathLike | None = None, *, model: str = "defau
     if abs(motion.duration - frames / dancer.fps) > 0.5 / motion.fps:  # the MP3 must span the dance exactly
         mp3 = None
     return Generated(motion, song, start, style, mp3)
-
-
-def song_mp3(song: Path, offset: float, duration: float) -> bytes:
-    from .render.html import song_mp3 as encode
-
-    return encode(song, offset, duration)
 
 
 def _features_while_loading(song: Path, model: str, start: float, span: float) -> Future | None:

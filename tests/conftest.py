@@ -24,6 +24,38 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def real_dance(shared_data: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """The first 40 s of Dance with Melody's DANCE_C_2 at 25 fps: rot6d (1000, 147), fact35 (1000, 35), style."""
+    from dancegen.audio import features_many
+    from dancegen.data.representation import motion_to_rot6d
+    from dancegen.datasets import open_dataset
+
+    seq = open_dataset("dance-with-melody", shared_data / "dance_with_melody").load("DANCE_C_2")
+    frames = 25 * 40
+    fact35 = features_many(seq.song, ["fact35"], seq.motion.fps, start=seq.offset, num_frames=frames)["fact35"]
+    return motion_to_rot6d(seq.motion)[:frames], fact35, seq.style
+
+
+def normalise_like(model, rot6d: np.ndarray, music: np.ndarray) -> None:
+    """Set a trainable model's normalisation from one dance, as `for_data` does from a train split."""
+    import torch
+
+    motion = type(model).training_features(torch.from_numpy(rot6d))
+    model.motion_mean.copy_(motion.mean(0))
+    model.motion_std.copy_(motion.std(0).clamp(min=model.min_motion_std))
+    model.music_mean.copy_(torch.from_numpy(music.mean(0)))
+    model.music_std.copy_(torch.from_numpy(music.std(0)).clamp(min=1e-4))
+
+
+def continuation_gap(model, seed_motion: Motion, frames: int = 60) -> tuple[Motion, float]:
+    """A dance of `frames` frames continuing `seed_motion` (its length checked), and the horizontal
+    distance in metres from the seed's last root position to the dance's first."""
+    motion = model.generate(random_music(frames), seed_motion=seed_motion, seed=0)
+    assert motion.num_frames == frames
+    return motion, float(np.linalg.norm(motion.root_translation[0, [0, 2]] - seed_motion.root_translation[-1, [0, 2]]))
+
+
 def random_music(frames: int, fps: float = 25.0, seed: int = 0):
     """`Music` of random fact35 features, style waltz: for model tests that need no real song."""
     from dancegen.models import Music

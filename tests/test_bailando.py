@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import fixed_loss, random_music as music, synthetic_motion, train_steps
+from conftest import continuation_gap, fixed_loss, normalise_like, random_music as music, synthetic_motion, train_steps
 from dancegen.data.representation import motion_to_rot6d
 from dancegen.models import load_model
 from dancegen.models.base import style_id
@@ -148,33 +148,20 @@ def test_save_load_round_trip(tmp_path: Path):
 
 
 def test_seed_motion_is_continued():
-    model = tiny()
-    seed_motion = synthetic_motion(0, 40)
-    motion = model.generate(music(60), seed_motion=seed_motion, seed=0)
-    assert motion.num_frames == 60
-    step = np.linalg.norm(motion.root_translation[0, [0, 2]] - seed_motion.root_translation[-1, [0, 2]])
-    assert step < 0.5  # starts where the seed ends, not at the origin
+    _, gap = continuation_gap(tiny(), synthetic_motion(0, 40))
+    assert gap < 0.5  # starts where the seed ends, not at the origin
 
 
-def test_a_few_steps_on_real_windows_lower_the_loss(shared_data: Path):
-    from dancegen.audio import features_many
-    from dancegen.datasets import open_dataset
-
-    seq = open_dataset("dance-with-melody", shared_data / "dance_with_melody").load("DANCE_C_2")
-    frames = 25 * 40  # the first 40 s
-    rot6d = motion_to_rot6d(seq.motion)[:frames]
-    fact35 = features_many(seq.song, ["fact35"], seq.motion.fps, start=seq.offset, num_frames=frames)["fact35"]
+def test_a_few_steps_on_real_windows_lower_the_loss(real_dance):
+    rot6d, fact35, style = real_dance
+    frames = len(rot6d)
     model = tiny(codes=32, channels=32)
-    local = rot6d_to_local(torch.from_numpy(rot6d))
-    model.motion_mean.copy_(local.mean(0))
-    model.motion_std.copy_(local.std(0).clamp(min=1e-3))
-    model.music_mean.copy_(torch.from_numpy(fact35.mean(0)))
-    model.music_std.copy_(torch.from_numpy(fact35.std(0)).clamp(min=1e-4))
+    normalise_like(model, rot6d, fact35)
     span = model.windows()[0]["fact35"][0]
     starts = range(0, frames - span - 1, 20)
     batch = {"inputs": {"fact35": torch.from_numpy(np.stack([fact35[s + 1:s + 1 + span] for s in starts]))},
              "outputs": {"rot6d": torch.from_numpy(np.stack([rot6d[s:s + span + 1] for s in starts]))},
-             "style": [seq.style] * len(starts)}
+             "style": [style] * len(starts)}
     model.set_stage("vqvae")
     before = fixed_loss(model, batch)
     train_steps(model, batch, 40, 3e-3)

@@ -10,11 +10,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, fixed_loss, random_music as music, synthetic_motion, train_steps
+from conftest import REPO, continuation_gap, fixed_loss, normalise_like, random_music as music, synthetic_motion, train_steps
 from dancegen.data.representation import motion_to_rot6d
 from dancegen.models import Music, load_model
 from dancegen.models.base import _MODELS
-from dancegen.models.bailando import rot6d_to_local
 from dancegen.models.transflower import ActNorm, Flow, MoGlowModel, TransflowerModel, TransformerModel
 from dancegen.motion import SMPL_JOINT_NAMES
 
@@ -236,10 +235,8 @@ def test_seed_motion_is_continued(family: str):
     model.motion_std[1:4] = 0.01  # root steps of about a centimetre and small turns, as in real data
     seed_motion = synthetic_motion(0, 40)
     seed_motion.root_translation[:] += [3.0, 0.0, -2.0]
-    motion = model.generate(music(60), seed_motion=seed_motion, seed=0)
-    assert motion.num_frames == 60
-    step = np.linalg.norm(motion.root_translation[0, [0, 2]] - seed_motion.root_translation[-1, [0, 2]])
-    assert step < 0.5  # starts where the seed ends, not at the origin
+    motion, gap = continuation_gap(model, seed_motion)
+    assert gap < 0.5  # starts where the seed ends, not at the origin
     other = model.generate(music(60), seed_motion=synthetic_motion(5, 40), seed=0)
     assert not np.allclose(motion.rotations, other.rotations)  # the seed's poses are the first motion window
 
@@ -256,27 +253,11 @@ def test_default_configs_build(name: str):
 # ---- on real data -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def real_sequence(shared_data: Path):
-    """The first 40 s of DANCE_C_2: rot6d (1000, 147) and fact35 (1000, 35)."""
-    from dancegen.audio import features_many
-    from dancegen.datasets import open_dataset
-
-    seq = open_dataset("dance-with-melody", shared_data / "dance_with_melody").load("DANCE_C_2")
-    frames = 25 * 40
-    fact35 = features_many(seq.song, ["fact35"], seq.motion.fps, start=seq.offset, num_frames=frames)["fact35"]
-    return motion_to_rot6d(seq.motion)[:frames], fact35, seq.style
-
-
 @pytest.mark.parametrize("family", FAMILIES)
-def test_a_few_steps_on_real_windows_lower_the_loss(family: str, real_sequence):
-    rot6d, fact35, style = real_sequence
+def test_a_few_steps_on_real_windows_lower_the_loss(family: str, real_dance):
+    rot6d, fact35, style = real_dance
     model = tiny(family)
-    local = rot6d_to_local(torch.from_numpy(rot6d))
-    model.motion_mean.copy_(local.mean(0))
-    model.motion_std.copy_(local.std(0).clamp(min=1e-3))
-    model.music_mean.copy_(torch.from_numpy(fact35.mean(0)))
-    model.music_std.copy_(torch.from_numpy(fact35.std(0)).clamp(min=1e-4))
+    normalise_like(model, rot6d, fact35)
     batch = batch_from(model, rot6d, fact35, range(30, 1000 - 60, 20), style)
     before = fixed_loss(model, batch) / 4
     train_steps(model, batch, 30, 3e-3)

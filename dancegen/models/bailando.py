@@ -41,9 +41,9 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.representation import mirror_rot6d, motion_to_rot6d
-from ..motion import Motion, smpl_skeleton
+from ..motion import Motion
 from ..motion.rotations import matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
-from .base import STYLES, Music, SavedModel, register_model, style_id
+from .base import STYLES, Music, SavedModel, one_thread, register_model, style_id
 
 LOWER_JOINTS = (1, 2, 4, 5, 7, 8, 10, 11)  # hips, knees, ankles, feet (the pelvis goes with the root)
 UPPER_JOINTS = (3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)
@@ -303,8 +303,7 @@ class BailandoModel(nn.Module, SavedModel):
                  smooth_sigma: float = 0.0, floor_radius: float | None = 4.0,
                  skeleton_offsets: list | None = None, **unused: Any):
         super().__init__()
-        self.config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in locals().items()
-                       if k not in ("self", "unused", "__class__")}
+        self.keep_config(locals())
         self.fps, self.down, self.codes, self.context = float(fps), down, codes, context
         self.music_features, self.music_dims = tuple(music_features), tuple(music_dims)
         self.p_no_style, self.p_start, self.p_corrupt, self.use_style = p_no_style, p_start, p_corrupt, use_style
@@ -317,8 +316,6 @@ class BailandoModel(nn.Module, SavedModel):
         self.max_repeat, self.style_prior = max_repeat, style_prior
         if style_prior is not None:  # how often each style's training dances use each code (`count_style_codes`)
             self.register_buffer("style_codes", torch.zeros(len(STYLES) + 1, 2, codes))
-        self.skeleton = smpl_skeleton(None if skeleton_offsets is None else np.asarray(skeleton_offsets))
-        self.config["skeleton_offsets"] = self.skeleton.offsets.tolist()
         music_dim = sum(music_dims)
         self.lower = VQVAE(len(LOWER), channels, code_dim, codes, down, upsample)
         self.upper = VQVAE(len(UPPER), channels, code_dim, codes, down, upsample)
@@ -497,7 +494,7 @@ class BailandoModel(nn.Module, SavedModel):
             if i < history:
                 continue
             h = h[:, 0]
-            up_logits, low_logits = guided(gpt.up_head(h)), None
+            up_logits = guided(gpt.up_head(h))
             if bias is not None:
                 up_logits = up_logits + bias[0]
             up = self._sample(self._no_long_run(up_logits, up_run, max_repeat), generator, temperature, top_k).expand(b)
@@ -575,9 +572,7 @@ class BailandoModel(nn.Module, SavedModel):
                     prefix = (self.upper.codes(upper)[0], self.lower.codes(lower)[0])
                 start_xz = tuple(rot6d[-1, [0, 2]].tolist())
                 start_heading = float(heading(sixd_to_matrix(rot6d[-1, 3:9])))
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)  # one code step is too small to share: a second thread only waits
-            try:
+            with one_thread():
                 up, low = self.sample_codes(steps, style_id(chosen) if self.use_style else 0,
                                             torch.Generator().manual_seed(int(seed)), prefix=prefix,
                                             temperature=self.temperature if temperature is None else temperature,
@@ -586,8 +581,6 @@ class BailandoModel(nn.Module, SavedModel):
                                             max_repeat=self.max_repeat, progress=progress,
                                             bias=self.style_bias(style_id(chosen), (self.style_prior or 0.0)
                                                                  if style_prior is None else style_prior))
-            finally:
-                torch.set_num_threads(threads)
             x = self.decode(up, low)[:out_frames] * self.motion_std + self.motion_mean
             if self.smooth_sigma:
                 x = torch.from_numpy(gaussian_filter1d(x.numpy(), self.smooth_sigma, axis=0, mode="nearest"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import UserError
-from ..motion import Motion
+from ..motion import Motion, smpl_skeleton
 
 
 @dataclass
@@ -51,6 +52,19 @@ class DanceModel:
         raise NotImplementedError
 
 
+@contextmanager
+def one_thread():
+    """torch on one thread inside: an autoregressive step is too small to share, a second thread only waits."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 STYLES = ("cha-cha", "rumba", "tango", "waltz")  # the styles a family conditions on; id 0 is "none"
 
 
@@ -79,6 +93,16 @@ class SavedModel(DanceModel):
 
     training_features: Callable
     min_motion_std: float = 1e-4
+
+    def keep_config(self, scope: dict) -> None:
+        """`self.config`: the constructor's keyword arguments, from its `locals()` (its `**` catch-all
+        left out, tuples as lists), what `save` writes and `load` passes back; `self.skeleton`: SMPL's
+        with the config's `skeleton_offsets` (the default offsets when None), which the config then holds."""
+        self.config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in scope.items()
+                       if k not in ("self", "unused", "family", "__class__")}
+        offsets = self.config.get("skeleton_offsets")
+        self.skeleton = smpl_skeleton(None if offsets is None else np.asarray(offsets))
+        self.config["skeleton_offsets"] = self.skeleton.offsets.tolist()
 
     def register_normalisation(self, motion_dim: int, music_dim: int) -> None:
         import torch

@@ -41,7 +41,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.representation import motion_to_rot6d
-from ..motion import Motion, forward_kinematics, smpl_skeleton
+from ..motion import Motion, forward_kinematics
 from ..motion.rotations import matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
 from .base import STYLES, Music, SavedModel, register_model, style_id
 
@@ -163,8 +163,7 @@ class DiffusionModel(nn.Module, SavedModel):
         super().__init__()
         if window % patch or not 0 <= overlap < window:
             raise ValueError("window must be a multiple of patch, and 0 <= overlap < window")
-        self.config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in locals().items()
-                       if k not in ("self", "unused", "__class__")}
+        self.keep_config(locals())
         self.fps, self.window, self.overlap, self.patch = float(fps), window, overlap, patch
         self.music_features, self.music_dims = tuple(music_features), tuple(music_dims)
         self.sample_steps, self.guidance, self.chunk, self.floor_radius = sample_steps, guidance, chunk, floor_radius
@@ -172,8 +171,6 @@ class DiffusionModel(nn.Module, SavedModel):
         self.use_style, self.augment_yaw, self.foot_speed = use_style, augment_yaw, foot_speed
         self.loss_weights = {"x0": 1.0, "velocity": 1.0, "positions": 1.0, "joint_velocity": 1.0, "foot": 1.0,
                              **(loss_weights or {})}
-        self.skeleton = smpl_skeleton(None if skeleton_offsets is None else np.asarray(skeleton_offsets))
-        self.config["skeleton_offsets"] = self.skeleton.offsets.tolist()
         self.motion_dim = 3 + 6 * self.skeleton.num_joints
         music_dim = sum(music_dims)
         self.net = Denoiser(self.motion_dim, music_dim, window, patch, d_model, layers, music_layers, heads, ff,

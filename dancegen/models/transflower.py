@@ -53,10 +53,10 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.representation import motion_to_rot6d
-from ..motion import Motion, smpl_skeleton
+from ..motion import Motion
 from ..motion.rotations import matrix_to_axis_angle, sixd_to_matrix
 from .bailando import FEATURE_DIM, heading, integrate, rot6d_to_local
-from .base import STYLES, Music, SavedModel, register_model, style_id
+from .base import STYLES, Music, SavedModel, one_thread, register_model, style_id
 
 
 # ---- the flow -----------------------------------------------------------------------------------
@@ -273,8 +273,7 @@ class _NextFrames(nn.Module, SavedModel):
                  **family: Any):
         super().__init__()
         windows = windows or {"motion": [40, -40], **{f: [50, -40] for f in music_features}}
-        self.config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in {**locals(), **family}.items()
-                       if k not in ("self", "family", "__class__")}
+        self.keep_config({**locals(), **family})
         self.config["windows"] = {m: [int(n), int(o)] for m, (n, o) in windows.items()}
         self.spans = {m: tuple(w) for m, w in self.config["windows"].items()}  # modality -> (frames, offset)
         if set(self.spans) != {"motion", *music_features} or any(n <= 0 for n, _ in self.spans.values()):
@@ -286,8 +285,6 @@ class _NextFrames(nn.Module, SavedModel):
         self.dims = {"motion": FEATURE_DIM, **dict(zip(self.music_features, self.music_dims))}
         self.use_style, self.p_no_style, self.p_start = use_style, p_no_style, p_start
         self.motion_noise, self.floor_radius = motion_noise, floor_radius
-        self.skeleton = smpl_skeleton(None if skeleton_offsets is None else np.asarray(skeleton_offsets))
-        self.config["skeleton_offsets"] = self.skeleton.offsets.tolist()
         self.register_normalisation(FEATURE_DIM, sum(music_dims))  # filled from training data by `for_data`
 
     def windows(self) -> tuple[dict, dict]:
@@ -388,14 +385,13 @@ class _NextFrames(nn.Module, SavedModel):
         chosen = music.style if style is None else style
         was_training = self.training
         self.eval()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # one step is too small to share: a second thread mostly waits
         try:
-            x = self.sample(normalised, -(-out_frames // self.output_frames), history=history,
-                            style=style_id(chosen), generator=torch.Generator().manual_seed(int(seed)),
-                            temperature=self.temperature if temperature is None else temperature, progress=progress)
+            with one_thread():
+                x = self.sample(normalised, -(-out_frames // self.output_frames), history=history,
+                                style=style_id(chosen), generator=torch.Generator().manual_seed(int(seed)),
+                                temperature=self.temperature if temperature is None else temperature,
+                                progress=progress)
         finally:
-            torch.set_num_threads(threads)
             self.train(was_training)
         x = x[:out_frames] * self.motion_std + self.motion_mean
         root, rotations = integrate(x, start_xz=start_xz, start_heading=start_heading,

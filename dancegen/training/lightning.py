@@ -155,4 +155,3 @@ class LogSamples(L.Callback):
         speed = float(np.linalg.norm(np.diff(positions, axis=0), axis=-1).mean() * motion.fps)
         trainer.logger.experiment.add_image("samples/dance", strip, trainer.global_step, dataformats="HWC")
         trainer.logger.experiment.add_scalar("samples/joint_speed", speed, trainer.global_step)
-        module.ema.eval()
