@@ -5,7 +5,8 @@ A model takes `Music` (a song span's features at a frame rate) and returns a `Mo
     motion = model.generate(music, seed_motion=None, length=None, seed=0, **controls)
 
 Families register a class by name with `@register_model("name")`; `load_model` builds a
-registered model by name, or a saved one from a folder (safetensors weights + config.json).
+registered model by name, or a saved one from a folder (safetensors weights + config.json with a
+`format_version`; loading checks both and never unpickles).
 """
 
 from __future__ import annotations
@@ -157,28 +158,43 @@ class SavedModel(DanceModel):
                       np.concatenate([motion.rotations, np.repeat(motion.rotations[-1:], extra, 0)]))
 
     def save(self, folder: str | os.PathLike) -> None:
-        """`folder`/model.safetensors and config.json, each written to a temporary name and renamed."""
+        """`folder`/model.safetensors and config.json (family, `format_version`, constructor keywords),
+        each written to a temporary name and renamed."""
         from safetensors.torch import save_file
 
         from ..io import atomic_path, write_text
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / "model.safetensors") as tmp:
+        with atomic_path(folder / WEIGHTS) as tmp:
             save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        write_text(folder / "config.json", json.dumps({"family": self.name, **self.config}, indent=1) + "\n")
+        config = {"family": self.name, "format_version": FORMAT_VERSION, **self.config}
+        write_text(folder / CONFIG, json.dumps(config, indent=1) + "\n")
 
     @classmethod
     def load(cls, folder: str | os.PathLike):
-        from safetensors.torch import load_file
+        """A saved model: config.json checked (family, format version, keywords), the model built from
+        it, then the safetensors weights checked tensor by tensor. Nothing is unpickled. Every problem
+        is a one-line UserError naming the file."""
+        import torch
 
         folder = Path(folder)
+        config = read_model_config(folder)
+        if config["family"] != cls.name:
+            raise UserError(folder / CONFIG, f"a {config['family']!r} model, not a {cls.name!r} one")
+        keywords = {k: v for k, v in config.items() if k not in ("family", "format_version")}
+        try:  # first without memory (meta tensors): a config of absurd sizes meets the file's shapes, not the RAM
+            with torch.device("meta"):
+                shapes = {k: tuple(v.shape) for k, v in cls(**keywords).state_dict().items()}
+        except Exception:  # noqa: BLE001 - a family that cannot build on meta is checked when built for real
+            shapes = None
+        if shapes is not None:
+            check_weight_shapes(folder / WEIGHTS, shapes)
         try:
-            config = json.loads((folder / "config.json").read_text())
-            model = cls(**{k: v for k, v in config.items() if k != "family"})
-            model.load_state_dict(load_file(str(folder / "model.safetensors")))
-        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
-            raise UserError(folder, f"cannot load the {cls.name} model ({e})") from None
+            model = cls(**keywords)
+        except (ValueError, KeyError, RuntimeError, TypeError, IndexError, AttributeError, OverflowError) as e:
+            raise UserError(folder / CONFIG, f"cannot build the {cls.name} model from it ({_one_line(e)})") from None
+        model.load_state_dict(read_weights(folder / WEIGHTS, model.state_dict()))
         return model.eval()
 
     @property
@@ -204,25 +220,113 @@ def model_names() -> list[str]:
 
 def check_model(name_or_path: str | os.PathLike) -> None:
     """Raise UserError unless `name_or_path` names a registered model or a saved-model folder."""
-    if str(name_or_path) not in _MODELS and not (Path(name_or_path) / "config.json").is_file():
+    if str(name_or_path) not in _MODELS and not (Path(name_or_path) / CONFIG).is_file():
         raise UserError(name_or_path, f"no such model; known models: {', '.join(model_names())}, "
                                       f"or a saved model folder")
 
 
 def load_model(name_or_path: str | os.PathLike, **context: Any) -> DanceModel:
     """A registered model by name (built with `context`, e.g. training data for baselines),
-    or a saved model from a folder holding config.json and its weights."""
+    or a saved model from a folder holding config.json and its weights (or either file in it)."""
     path = Path(name_or_path)
     if str(name_or_path) in _MODELS:
         return _MODELS[str(name_or_path)](**context)
-    if (path / "config.json").is_file():
-        try:
-            config = json.loads((path / "config.json").read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(path / "config.json", f"broken model config ({e})") from None
-        family = config.get("family")
-        if family not in _MODELS or not hasattr(_MODELS[family], "load"):
-            raise UserError(path / "config.json", f"unknown model family {family!r}")
+    if path.is_file() and path.name in (CONFIG, WEIGHTS):
+        path = path.parent
+    if (path / CONFIG).is_file():
+        family = read_model_config(path)["family"]
         return _MODELS[family].load(path)
     check_model(name_or_path)
     raise AssertionError("unreachable")
+
+
+# Saved-model files. A saved model is a folder: config.json ({"family", "format_version", constructor
+# keywords}) and model.safetensors. Both are plain data: JSON and safetensors' header + raw tensors, so
+# loading a model from a stranger runs no code of theirs (no pickle anywhere on this path).
+CONFIG, WEIGHTS = "config.json", "model.safetensors"
+FORMAT_VERSION = 1
+"""The saved-model format this dancegen writes and the newest it reads (a config without the key is 1)."""
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def read_model_config(folder: str | os.PathLike) -> dict:
+    """A saved model's config.json, checked: a JSON object naming a registered, loadable family,
+    in a format version this dancegen reads. UserError (naming the file) otherwise."""
+    path = Path(folder) / CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(path, "missing: a saved model folder holds config.json and model.safetensors") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(path, f"cannot read the model config ({_one_line(e)})") from None
+    try:
+        config = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise UserError(path, f"broken model config, not JSON ({_one_line(e)})") from None
+    if not isinstance(config, dict):
+        raise UserError(path, "broken model config: not a JSON object")
+    version = config.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UserError(path, f"broken model config: format_version {version!r} is not a positive integer")
+    if version > FORMAT_VERSION:
+        raise UserError(path, f"saved in model format version {version} by a newer dancegen; this one reads "
+                              f"up to version {FORMAT_VERSION} (upgrade dancegen)")
+    family = config.get("family")
+    loadable = sorted(n for n, f in _MODELS.items() if hasattr(f, "load"))
+    if not isinstance(family, str) or family not in loadable:
+        raise UserError(path, f"unknown model family {family!r}; known families: {', '.join(loadable)}")
+    return config
+
+
+def _mismatch(path: Path, expected: dict[str, tuple], found: dict[str, tuple]) -> None:
+    """UserError when the tensors `found` in a weights file (name -> shape, or (shape, dtype)) are not
+    the `expected` ones."""
+    missing = [k for k in expected if k not in found]
+    extra = [k for k in found if k not in expected]
+    wrong = [f"{k} is {found[k]}, the model needs {v}" for k, v in expected.items() if k in found and found[k] != v]
+    problems = [f"{len(wrong)} tensors of the wrong shape or type ({wrong[0]}{', ...' if len(wrong) > 1 else ''})"
+                ] if wrong else []
+    for what, names in (("missing", missing), ("unexpected", extra)):
+        if names:
+            problems.append(f"{len(names)} {what} tensors ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
+    if problems:
+        raise UserError(path, "weights do not fit the model in config.json: " + "; ".join(problems))
+
+
+def _open_weights(path: Path, read):
+    from safetensors import SafetensorError
+
+    if not path.is_file():
+        raise UserError(path, "missing: a saved model folder holds config.json and model.safetensors")
+    try:
+        return read()
+    except (SafetensorError, OSError, ValueError, RuntimeError, OverflowError) as e:
+        raise UserError(path, f"damaged or not a safetensors file ({_one_line(e)})") from None
+
+
+def check_weight_shapes(path: str | os.PathLike, shapes: dict[str, tuple]) -> None:
+    """From the safetensors header alone (no tensor is read): the file holds exactly tensors of `shapes`."""
+    from safetensors import safe_open
+
+    path = Path(path)
+
+    def header():
+        with safe_open(str(path), "pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+
+    _mismatch(path, shapes, _open_weights(path, header))
+
+
+def read_weights(path: str | os.PathLike, expected: dict) -> dict:
+    """The tensors of a safetensors file, checked against a model's `expected` state dict: the same
+    names, shapes and dtypes. UserError (naming the file) for a missing, damaged or mismatched file."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    weights = _open_weights(path, lambda: load_file(str(path)))
+    _mismatch(path, {k: (tuple(v.shape), v.dtype) for k, v in expected.items()},
+              {k: (tuple(v.shape), v.dtype) for k, v in weights.items()})
+    return weights
