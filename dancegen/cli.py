@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature of a probabilistic model: higher, more varied dances (default: "
                         "the model's own)")
-    p.add_argument("--formats", default="bvh,npz,mp4,html", help="comma-separated outputs (bvh,npz,mp4,html)")
+    p.add_argument("--formats", default="bvh,npz,mp4,html", help="comma-separated outputs of bvh,npz,mp4,html,glb,smpl")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_generate)

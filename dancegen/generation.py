@@ -20,7 +20,7 @@ from .paths import DEFAULT_MODEL, DEMO_SONG
 if TYPE_CHECKING:  # dancegen.motion loads torch, which the cold command loads while features compute
     from .motion import Motion
 
-FORMATS = ("bvh", "npz", "mp4", "html")
+FORMATS = ("bvh", "npz", "mp4", "html", "glb", "smpl")
 MIN_SECONDS = 1.0
 
 
@@ -139,7 +139,7 @@ def _recognise_style(classifier, song: Path, start: float, span: float,
 
 def write_outputs(result: Generated, out: str | os.PathLike, formats: tuple[str, ...] = FORMATS,
                   progress: bool = True) -> list[Path]:
-    """Write NAME.bvh/.npz/.mp4/.html into `out`, each atomically; returns the paths written."""
+    """Write NAME.bvh/.npz/.mp4/.html/.glb/.smpl.pkl into `out`, each atomically; returns the paths written."""
     from .io import atomic_path
     from .motion import write_bvh
 
@@ -152,9 +152,17 @@ def write_outputs(result: Generated, out: str | os.PathLike, formats: tuple[str,
     m = result.motion
     written = []
     for fmt in formats:
-        path = base.with_suffix(f".{fmt}")
+        path = base.with_suffix(".smpl.pkl" if fmt == "smpl" else f".{fmt}")
         if fmt == "bvh":
             write_bvh(m, path)
+        elif fmt == "glb":
+            from .motion.gltf import write_glb
+
+            write_glb(m, path)
+        elif fmt == "smpl":
+            from .motion.smpl_export import write_smpl
+
+            write_smpl(m, path)
         elif fmt == "npz":
             with atomic_path(path, suffix=".npz") as tmp:
                 np.savez(tmp, positions=m.positions(), root_translation=m.root_translation, rotations=m.rotations,

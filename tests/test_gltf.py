@@ -1,0 +1,157 @@
+"""GLB and SMPL-pickle export: structure, the animation's joint positions, the Khronos validator,
+the round trip through dancegen's own AIST++ loader, and `dancegen generate --formats`."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pygltflib as gl
+import pytest
+import torch
+
+from dancegen.cli import main
+from dancegen.datasets.aist import AIST_FPS, load_motion
+from dancegen.errors import UserError
+from dancegen.motion import Motion, Skeleton, forward_kinematics, read_bvh, smpl_skeleton
+from dancegen.motion.gltf import write_glb
+from dancegen.motion.rotations import quaternion_to_matrix
+from dancegen.motion.smpl_export import SMPL_FPS, write_smpl
+
+from test_bvh import dance_like
+from test_generate import song  # noqa: F401  (fixture; importing also registers the test_sway model)
+
+REPO = Path(__file__).resolve().parents[1]
+VALIDATOR = REPO / ".cache" / "gltf-validator" / "node_modules"  # `make gltf-validator` installs it here
+NODE = shutil.which("node")
+
+VALIDATE_JS = """
+const validator = require("gltf-validator");
+const bytes = new Uint8Array(require("fs").readFileSync(process.argv[1]));
+validator.validateBytes(bytes, {maxIssues: 50}).then(r => console.log(JSON.stringify(r)))
+  .catch(e => { console.error(String(e)); process.exit(1); });
+"""
+
+
+def accessor_array(doc: gl.GLTF2, index: int) -> np.ndarray:
+    acc = doc.accessors[index]
+    view = doc.bufferViews[acc.bufferView]
+    dtype = {gl.FLOAT: "<f4", gl.UNSIGNED_SHORT: "<u2", gl.UNSIGNED_INT: "<u4"}[acc.componentType]
+    width = {gl.SCALAR: 1, gl.VEC3: 3, gl.VEC4: 4, gl.MAT4: 16}[acc.type]
+    start = view.byteOffset + (acc.byteOffset or 0)
+    return np.frombuffer(doc.binary_blob(), dtype, acc.count * width, start).reshape(acc.count, width)
+
+
+def glb_positions(path: Path) -> tuple[gl.GLTF2, np.ndarray]:
+    """The GLB's document and its joints' world positions (T, J, 3) at every key, by reading the
+    node hierarchy and the animation back and running dancegen's forward kinematics on them."""
+    doc = gl.GLTF2.load(str(path))
+    joints = doc.skins[0].joints
+    parents = [-1] * len(joints)
+    for i, j in enumerate(joints):
+        for child in doc.nodes[j].children:
+            parents[joints.index(child)] = i
+    offsets = np.array([doc.nodes[j].translation for j in joints], dtype=np.float32)
+    anim = doc.animations[0]
+    keys = {(c.target.node, c.target.path): accessor_array(doc, anim.samplers[c.sampler].output) for c in anim.channels}
+    quats = np.stack([keys[(j, "rotation")] for j in joints], axis=1)
+    root = keys[(joints[0], "translation")] - offsets[0]
+    pos, _ = forward_kinematics(quaternion_to_matrix(torch.from_numpy(quats.copy())), torch.from_numpy(root),
+                                torch.from_numpy(offsets), parents)
+    return doc, pos.numpy()
+
+
+def test_glb_holds_the_skeleton_animation_and_a_skinned_body(tmp_path: Path):
+    motion = dance_like(frames=50, fps=25.0)
+    write_glb(motion, tmp_path / "d.glb")
+    doc, positions = glb_positions(tmp_path / "d.glb")
+    assert [doc.nodes[j].name for j in doc.skins[0].joints] == list(motion.skeleton.names)
+    assert np.abs(positions - motion.positions()).max() < 1e-5
+    sampler = doc.animations[0].samplers[0]
+    assert sampler.interpolation == "LINEAR" and len(doc.animations[0].channels) == 1 + 24
+    assert np.allclose(accessor_array(doc, sampler.input)[:, 0], np.arange(50) / 25.0)
+    # every joint's inverse bind matrix undoes its rest position, and the body is weighted to the joints
+    inverse_bind = accessor_array(doc, doc.skins[0].inverseBindMatrices).reshape(-1, 4, 4).transpose(0, 2, 1)
+    assert np.allclose(inverse_bind[:, :3, 3], -motion.skeleton.rest_positions(), atol=1e-6)
+    (body,) = doc.meshes
+    assert [doc.materials[p.material].name for p in body.primitives] == ["trunk", "left", "right"]
+    weighted = set()
+    for p in body.primitives:
+        weighted |= set(accessor_array(doc, p.attributes.JOINTS_0)[:, 0].tolist())
+        assert np.all(accessor_array(doc, p.attributes.WEIGHTS_0) == [1, 0, 0, 0])
+    leaves = {j for j in range(24) if not motion.skeleton.children(j)} - {motion.skeleton.index("head")}
+    assert weighted == set(range(24)) - leaves  # every bone's parent, and the head
+
+
+def test_glb_rotations_stay_in_one_hemisphere(tmp_path: Path):
+    t = np.arange(60) / 30.0
+    rot = np.zeros((60, 24, 3))
+    rot[:, 0, 1] = 2.5 * t  # the root turns past 180 degrees: the rotation vector flips sides
+    write_glb(Motion(30.0, smpl_skeleton(), np.zeros((60, 3)), rot), tmp_path / "turn.glb")
+    doc = gl.GLTF2.load(str(tmp_path / "turn.glb"))
+    quats = accessor_array(doc, doc.animations[0].samplers[1].output)
+    assert np.all(np.sum(quats[1:] * quats[:-1], axis=1) > 0.9)
+
+
+def test_glb_of_another_skeleton(tmp_path: Path):
+    skeleton = Skeleton(("Hips", "Spine", "Head", "LeftArm", "RightArm"), (-1, 0, 1, 1, 1),
+                        [[0, 0, 0], [0, 0.3, 0], [0, 0.3, 0], [0.2, 0.2, 0], [-0.2, 0.2, 0]])
+    rng = np.random.default_rng(0)
+    motion = Motion(24.0, skeleton, rng.normal(size=(10, 3)), rng.normal(size=(10, 5, 3)))
+    write_glb(motion, tmp_path / "five.glb")
+    _, positions = glb_positions(tmp_path / "five.glb")
+    assert np.abs(positions - motion.positions()).max() < 1e-5
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed (apt-get install nodejs), so no glTF validator")
+@pytest.mark.skipif(not (VALIDATOR / "gltf-validator").is_dir(),
+                    reason=f"the Khronos glTF validator is not installed in {VALIDATOR} (make gltf-validator)")
+def test_glb_passes_the_khronos_validator(tmp_path: Path):
+    write_glb(dance_like(frames=40, fps=30.0), tmp_path / "d.glb")
+    proc = subprocess.run([NODE, "-e", VALIDATE_JS, str(tmp_path / "d.glb")], capture_output=True, text=True,
+                          timeout=60, env={"NODE_PATH": str(VALIDATOR), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    issues = report["issues"]
+    assert [issues[k] for k in ("numErrors", "numWarnings", "numInfos", "numHints")] == [0, 0, 0, 0], issues["messages"]
+    info = report["info"]
+    assert info["animationCount"] == 1 and info["hasSkins"] and info["drawCallCount"] == 3
+
+
+@pytest.mark.parametrize("fps", [30.0, 60.0, 20.0])
+def test_smpl_pickle_round_trips_through_the_aist_loader(tmp_path: Path, fps: float):
+    motion = dance_like(frames=45, fps=fps)
+    write_smpl(motion, tmp_path / "d.smpl.pkl")
+    with open(tmp_path / "d.smpl.pkl", "rb") as f:
+        raw = pickle.load(f)  # our own file, in a test: plain numpy arrays
+    assert sorted(raw) == ["smpl_poses", "smpl_scaling", "smpl_trans"]
+    assert raw["smpl_poses"].shape[1] == 72 and raw["smpl_scaling"].shape == (1,)
+    loaded = load_motion(tmp_path / "d.smpl.pkl")  # through the safe pickle reader
+    assert SMPL_FPS == AIST_FPS == loaded.fps
+    step = int(SMPL_FPS / fps)  # these rates divide 60: every original frame is a frame of the file
+    error = np.abs(loaded.positions()[::step] - motion.positions()).max()
+    assert error < 1e-3, f"{error * 1000:.3f} mm"
+
+
+def test_smpl_export_refuses_another_skeleton(tmp_path: Path):
+    skeleton = Skeleton(("a", "b"), (-1, 0), [[0, 0, 0], [0, 1, 0]])
+    motion = Motion(30.0, skeleton, np.zeros((5, 3)), np.zeros((5, 2, 3)))
+    with pytest.raises(UserError, match="d.smpl.pkl: SMPL parameters need the SMPL 24-joint skeleton"):
+        write_smpl(motion, tmp_path / "d.smpl.pkl")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_generate_writes_glb_and_smpl(song: Path, tmp_path: Path, capsys):  # noqa: F811
+    out = tmp_path / "out"
+    code = main(["generate", str(song), "-o", str(out), "--model", "test_sway", "-q", "--formats", "bvh,glb,smpl"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["my song.bvh", "my song.glb", "my song.smpl.pkl"]
+    bvh = read_bvh(out / "my song.bvh")
+    _, glb = glb_positions(out / "my song.glb")
+    assert np.abs(glb - bvh.positions()).max() < 1e-4
+    smpl = load_motion(out / "my song.smpl.pkl")
+    assert np.abs(smpl.positions()[::2] - bvh.positions()).max() < 1e-3
