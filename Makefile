@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test blender chromium
+.PHONY: setup demo test blender chromium gltf-validator
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,15 @@ demo: setup
 test: setup
 	$(VENV)/bin/python -m pytest -q
 
-# Debian's Blender, for the test that imports our BVH files into it (skipped without it).
+# Debian's Blender, for the tests that import our BVH and GLB files into it (skipped without it);
+# its glTF importer needs numpy, which Debian's blender package does not pull in.
 blender:
-	command -v blender >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends blender >/dev/null)
+	command -v blender >/dev/null && dpkg -s python3-numpy >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends blender python3-numpy >/dev/null)
+
+# The Khronos glTF validator (npm, run by node) for the GLB test (skipped without it), in .cache/.
+gltf-validator:
+	command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null)
+	test -d .cache/gltf-validator/node_modules/gltf-validator || npm install --silent --no-audit --no-fund --prefix .cache/gltf-validator gltf-validator@2.0.0-dev.3.10
 
 # Debian's Chromium, for the tests that load the HTML viewer headless (skipped without it).
 chromium:

@@ -51,10 +51,11 @@ print({MARKER!r} + json.dumps(results))
 """
 
 
-def blender_import(jobs: list[dict]) -> list[dict]:
+def blender_import(jobs: list[dict], script: str = BLENDER_SCRIPT) -> list[dict]:
+    """Run `script` in headless Blender with `jobs` as JSON after "--"; what it printed after MARKER."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     proc = subprocess.run(
-        [BLENDER, "-b", "--factory-startup", "--python-exit-code", "1", "--python-expr", BLENDER_SCRIPT,
+        [BLENDER, "-b", "--factory-startup", "--python-exit-code", "1", "--python-expr", script,
          "--", json.dumps(jobs)],
         capture_output=True, text=True, timeout=120, env=env,
     )
