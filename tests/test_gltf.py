@@ -137,11 +137,36 @@ def test_smpl_pickle_round_trips_through_the_aist_loader(tmp_path: Path, fps: fl
     assert error < 1e-3, f"{error * 1000:.3f} mm"
 
 
-def test_smpl_export_refuses_another_skeleton(tmp_path: Path):
+def numpy1_python() -> str | None:
+    """A Python with numpy 1.x (Debian's python3 with python3-numpy, which `make blender` installs)."""
+    probe = "import numpy; assert numpy.__version__.startswith('1.')"
+    for python in ("/usr/bin/python3", shutil.which("python3")):
+        if python and subprocess.run([python, "-c", probe], capture_output=True).returncode == 0:
+            return python
+    return None
+
+
+def test_smpl_pickle_loads_with_numpy_1(tmp_path: Path):
+    """SMPL tools often run numpy 1.x, which cannot import the numpy._core that numpy 2 pickles name."""
+    python = numpy1_python()
+    if python is None:
+        pytest.skip("no Python with numpy 1.x here (apt-get install python3-numpy)")
+    write_smpl(dance_like(frames=4, fps=60.0), tmp_path / "d.smpl.pkl")
+    code = "import pickle, sys; d = pickle.load(open(sys.argv[1], 'rb')); print(d['smpl_poses'].shape, d['smpl_scaling'][0])"
+    proc = subprocess.run([python, "-c", code, str(tmp_path / "d.smpl.pkl")], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.split() == ["(4,", "72)", "100.0"], proc.stderr
+
+
+def test_exports_refuse_what_they_cannot_write(tmp_path: Path):
     skeleton = Skeleton(("a", "b"), (-1, 0), [[0, 0, 0], [0, 1, 0]])
     motion = Motion(30.0, skeleton, np.zeros((5, 3)), np.zeros((5, 2, 3)))
     with pytest.raises(UserError, match="d.smpl.pkl: SMPL parameters need the SMPL 24-joint skeleton"):
         write_smpl(motion, tmp_path / "d.smpl.pkl")
+    empty = dance_like(frames=2)[:0]
+    with pytest.raises(UserError, match="e.smpl.pkl: the motion has no frames"):
+        write_smpl(empty, tmp_path / "e.smpl.pkl")
+    with pytest.raises(UserError, match="e.glb: the motion has no frames"):
+        write_glb(empty, tmp_path / "e.glb")
     assert list(tmp_path.iterdir()) == []
 
 

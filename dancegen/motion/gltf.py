@@ -26,6 +26,7 @@ import numpy as np
 import pygltflib as gl
 from scipy.spatial.transform import Rotation
 
+from ..errors import UserError
 from ..io import atomic_path
 from .motion import Motion
 
@@ -49,6 +50,8 @@ def write_glb(motion: Motion, path: str | os.PathLike) -> None:
     """Write `motion` as a GLB: skeleton nodes, their animation and a skinned body; atomically."""
     from ..render.figure import SIDE_COLOURS, Figure
 
+    if motion.num_frames == 0:
+        raise UserError(path, "the motion has no frames to write")
     skeleton = motion.skeleton
     figure = Figure.of(skeleton)
     rest = skeleton.rest_positions().astype(np.float64)

@@ -17,7 +17,8 @@ constant rest offset (about 0.22 m) below that point; see the loader's docstring
 
 SMPL has no per-joint offsets in this layout, so only motions on the SMPL 24-joint skeleton can
 be written; their bone lengths become SMPL's neutral body's (the ones dancegen's models use).
-The file is written atomically.
+The pickle names numpy's array constructor as numpy 1.x does, so that both numpy 1.x and 2.x read
+it. The file is written atomically.
 """
 
 from __future__ import annotations
@@ -37,11 +38,14 @@ SMPL_SCALING = 100.0  # translation in centimetres
 
 
 def smpl_parameters(motion: Motion) -> dict[str, np.ndarray]:
-    """The AIST++ dict of `motion` at 60 fps; ValueError when its skeleton is not SMPL's 24 joints."""
+    """The AIST++ dict of `motion` at 60 fps; ValueError when its skeleton is not SMPL's 24 joints
+    or it has no frames."""
     skeleton = motion.skeleton
     if skeleton.names != SMPL_JOINT_NAMES or skeleton.parents != SMPL_PARENTS:
         raise ValueError(f"SMPL parameters need the SMPL 24-joint skeleton; this motion's skeleton has "
                          f"{skeleton.num_joints} joints ({', '.join(skeleton.names[:4])}, ...)")
+    if motion.num_frames == 0:
+        raise ValueError("the motion has no frames to write")
     if motion.num_frames > 1:
         motion = motion.resample(SMPL_FPS)
     root = motion.root_translation.astype(np.float64) + skeleton.offsets[0]  # SMPL's root offset is zero
@@ -59,4 +63,19 @@ def write_smpl(motion: Motion, path: str | os.PathLike) -> None:
     except ValueError as e:
         raise UserError(path, str(e)) from None
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        pickle.dump(params, f, protocol=4)
+        _Numpy1Pickler(f, protocol=2).dump(params)
+
+
+class _Numpy1Pickler(pickle._Pickler):  # type: ignore[name-defined]
+    """Pickles arrays as numpy 1.x does, through ``numpy.core.multiarray._reconstruct``: numpy 2
+    names ``numpy._core``, which numpy 1.x (still common among SMPL tools) cannot import, while
+    numpy 2 still reads the old name."""
+
+    _RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
+
+    def save_global(self, obj, name=None):
+        if obj is self._RECONSTRUCT:
+            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
+            self.memoize(obj)
+        else:
+            super().save_global(obj, name)
