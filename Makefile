@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test blender chromium gltf-validator
+.PHONY: setup demo test blender chromium gltf-tools
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -25,10 +25,11 @@ test: setup
 blender:
 	command -v blender >/dev/null && dpkg -s python3-numpy >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends blender python3-numpy >/dev/null)
 
-# The Khronos glTF validator (npm, run by node) for the GLB test (skipped without it), in .cache/.
-gltf-validator:
+# For the GLB tests (skipped without them): the Khronos glTF validator and three.js, from npm into
+# .cache/node, run by Debian's node.
+gltf-tools:
 	command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null)
-	test -d .cache/gltf-validator/node_modules/gltf-validator || npm install --silent --no-audit --no-fund --prefix .cache/gltf-validator gltf-validator@2.0.0-dev.3.10
+	test -d .cache/node/node_modules/three -a -d .cache/node/node_modules/gltf-validator || npm install --silent --no-audit --no-fund --prefix .cache/node gltf-validator@2.0.0-dev.3.10 three@0.170.0
 
 # Debian's Chromium, for the tests that load the HTML viewer headless (skipped without it).
 chromium:

@@ -26,7 +26,7 @@ from test_bvh import dance_like
 from test_generate import song  # noqa: F401  (fixture; importing also registers the test_sway model)
 
 REPO = Path(__file__).resolve().parents[1]
-VALIDATOR = REPO / ".cache" / "gltf-validator" / "node_modules"  # `make gltf-validator` installs it here
+NODE_MODULES = REPO / ".cache" / "node" / "node_modules"  # `make gltf-tools` installs the packages here
 NODE = shutil.which("node")
 
 VALIDATE_JS = """
@@ -35,6 +35,44 @@ const bytes = new Uint8Array(require("fs").readFileSync(process.argv[1]));
 validator.validateBytes(bytes, {maxIssues: 50}).then(r => console.log(JSON.stringify(r)))
   .catch(e => { console.error(String(e)); process.exit(1); });
 """
+
+# Loads the GLB with three.js's GLTFLoader (in node, no browser), plays its first clip with an
+# AnimationMixer and prints the world positions of the named nodes at the given times.
+THREE_JS = """
+import fs from "fs";
+const [modules, path, times, names] = process.argv.slice(1);
+const THREE = await import(`file://${modules}/three/build/three.module.js`);
+const { GLTFLoader } = await import(`file://${modules}/three/examples/jsm/loaders/GLTFLoader.js`);
+const data = fs.readFileSync(path);
+new GLTFLoader().parse(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength), "", (gltf) => {
+  const mixer = new THREE.AnimationMixer(gltf.scene);
+  mixer.clipAction(gltf.animations[0]).play();
+  const out = {clips: gltf.animations.length, bones: 0, skinnedMeshes: 0, positions: []};
+  gltf.scene.traverse((o) => { out.bones += o.isBone ? 1 : 0; out.skinnedMeshes += o.isSkinnedMesh ? 1 : 0; });
+  let now = 0;
+  for (const t of JSON.parse(times)) {
+    mixer.update(t - now);
+    now = t;
+    gltf.scene.updateMatrixWorld(true);
+    out.positions.push(JSON.parse(names).map((n) => gltf.scene.getObjectByName(n).getWorldPosition(new THREE.Vector3()).toArray()));
+  }
+  console.log(JSON.stringify(out));
+}, (e) => { console.error(String(e)); process.exit(1); });
+"""
+
+
+def run_node(*args: str, module: bool = False) -> str:
+    """Run node on `args` with the packages of `make gltf-tools`; skip when either is missing."""
+    if NODE is None:
+        pytest.skip("node is not installed (make gltf-tools: Debian's nodejs and npm)")
+    package = "three" if module else "gltf-validator"
+    if not (NODE_MODULES / package).is_dir():
+        pytest.skip(f"the npm package {package} is not installed in {NODE_MODULES} (make gltf-tools)")
+    flags = ["--input-type=module"] if module else []
+    proc = subprocess.run([NODE, *flags, "-e", *args], capture_output=True, text=True, timeout=60,
+                          env={"NODE_PATH": str(NODE_MODULES), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
 
 
 def accessor_array(doc: gl.GLTF2, index: int) -> np.ndarray:
@@ -107,19 +145,28 @@ def test_glb_of_another_skeleton(tmp_path: Path):
     assert np.abs(positions - motion.positions()).max() < 1e-5
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed (apt-get install nodejs), so no glTF validator")
-@pytest.mark.skipif(not (VALIDATOR / "gltf-validator").is_dir(),
-                    reason=f"the Khronos glTF validator is not installed in {VALIDATOR} (make gltf-validator)")
 def test_glb_passes_the_khronos_validator(tmp_path: Path):
     write_glb(dance_like(frames=40, fps=30.0), tmp_path / "d.glb")
-    proc = subprocess.run([NODE, "-e", VALIDATE_JS, str(tmp_path / "d.glb")], capture_output=True, text=True,
-                          timeout=60, env={"NODE_PATH": str(VALIDATOR), "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = json.loads(run_node(VALIDATE_JS, str(tmp_path / "d.glb")))
     issues = report["issues"]
     assert [issues[k] for k in ("numErrors", "numWarnings", "numInfos", "numHints")] == [0, 0, 0, 0], issues["messages"]
     info = report["info"]
     assert info["animationCount"] == 1 and info["hasSkins"] and info["drawCallCount"] == 3
+
+
+def test_glb_plays_in_three_js(tmp_path: Path):
+    motion = dance_like(frames=60, fps=30.0)
+    write_glb(motion, tmp_path / "d.glb")
+    frames, between = [0, 13, 30, 58], [5, 24]  # keys, and halfway from these keys to the next
+    times = [f / motion.fps for f in frames] + [(f + 0.5) / motion.fps for f in between]
+    names = ["head", "lwrist", "rankle"]
+    out = json.loads(run_node(THREE_JS, str(NODE_MODULES), str(tmp_path / "d.glb"), json.dumps(times),
+                              json.dumps(names), module=True))
+    assert out["clips"] == 1 and out["bones"] == 24 and out["skinnedMeshes"] == 3
+    halfway = motion.resample(2 * motion.fps).positions()[[2 * f + 1 for f in between]]  # slerp, as LINEAR is
+    expected = np.concatenate([motion.positions()[frames], halfway])[:, [motion.skeleton.index(n) for n in names]]
+    error = np.abs(np.array(out["positions"]) - expected).max()
+    assert error < 1e-3, f"three.js puts the end-effectors {error * 1000:.3f} mm from dancegen's FK"
 
 
 @pytest.mark.parametrize("fps", [30.0, 60.0, 20.0])
