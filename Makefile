@@ -10,6 +10,7 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(VENV)/bin/python -c "from dancegen.audio.cache import warm_up; warm_up()"  # librosa's numba cache, once
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -53,6 +53,23 @@ def compute_features(y: np.ndarray, recipes: Iterable[str | Recipe], fps: float)
     return {r.name: r(analysis) for r in map(get_recipe, recipes)}
 
 
+def warm_up(recipes: Iterable[str | Recipe] = ("fact35", "bailando438"), fps: float = 25.0) -> None:
+    """Run the recipes and the beat tracker once on 3 s of clicks, in this process.
+
+    librosa compiles its numba kernels on first use and caches them beside its sources. That cache is
+    not safe when two processes compile the same kernel at once (a fresh install preparing a dataset
+    with a pool of workers): its index can end up naming the wrong machine code, and every later
+    call segfaults. Compiling in one process first leaves the workers only reading it. `make setup`
+    calls this, and so does `prepare` before it starts its workers (fast once compiled)."""
+    from .beats import beats
+
+    sr = sample_rate_for(fps)
+    t = np.arange(int(3 * sr)) / sr
+    y = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 2 * t) > 0.9)).astype(np.float32)
+    compute_features(y, recipes, fps)
+    beats(y, sr)
+
+
 def features_many(
     path: str | os.PathLike,
     recipes: Iterable[str | Recipe],

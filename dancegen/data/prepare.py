@@ -106,6 +106,10 @@ def prepare(kind: str, src: str | os.PathLike, out: str | os.PathLike, *,
                 meta[a[2]] = _prepare_sequence(*a)
                 bar.update()
         else:
+            from ..audio.cache import warm_up
+
+            if recipes:
+                warm_up(recipes)  # the workers must not compile librosa's kernels side by side (see warm_up)
             with ProcessPoolExecutor(jobs, initializer=_init_worker) as pool:
                 futures = {pool.submit(_prepare_sequence, *a): a[2] for a in args}
                 for fut in as_completed(futures):
