@@ -229,3 +229,49 @@ def test_style_prior_biases_sampling_towards_the_codes_of_the_style():
     assert set(up.tolist()) | set(low.tolist()) <= {1, 2}
     up, _ = model.sample_codes(steps, waltz, torch.Generator().manual_seed(0), max_repeat=None)
     assert not set(up.tolist()) <= {1, 2}  # unbiased, the untrained GPT picks anything
+
+
+def test_step_rewards_pay_kinetic_beats_on_music_beats_and_charge_stillness():
+    from dancegen.models.bailando import step_rewards
+
+    fps, down, frames = 25.0, 4, 200
+    t = np.arange(frames - 1)
+    beats = np.zeros((1, frames), bool)
+    beats[0, 12::25] = True  # a beat a second
+    on = 1.0 + 0.8 * np.cos(2 * np.pi * (t + 0.5 - 12) / 25 + np.pi)  # slowest exactly on the beats
+    off = 1.0 + 0.8 * np.cos(2 * np.pi * (t + 0.5 - 24.5) / 25 + np.pi)  # slowest half-way between
+    r_on = step_rewards(on[None], beats, fps, down)
+    r_off = step_rewards(off[None], beats, fps, down)
+    assert r_on.shape == (1, frames // down)
+    assert r_on.sum() > 3 and r_off.sum() < 0  # +0.6 per on-beat minimum (half a frame off), −0.3 per off-beat one
+    still = step_rewards(np.full((1, frames - 1), 0.01), beats, fps, down, still_speed=0.05)
+    assert (still == -1).all()
+
+
+def test_actor_critic_stage_learns_what_the_reward_pays_and_trains_only_the_gpt_and_critic():
+    model = tiny(actor_critic=True, ac_supervised=0.0)
+    assert model.stages == ("vqvae", "gpt", "ac")
+    batch = synthetic_batch(model)
+    model.set_stage("ac")
+    model.beat_reward = lambda up, low, beats: (up == 3).float()  # pays upper code 3, wherever it is
+    kept = [p.clone() for p in model.upper.parameters()] + [p.clone() for p in model.lower.parameters()]
+
+    def reward() -> float:
+        model.eval()
+        with torch.no_grad():
+            return float(np.mean([model.loss(batch, torch.Generator().manual_seed(i))[1]["reward"] for i in range(4)]))
+
+    before = reward()  # about 8 steps × 1/16
+    train_steps(model, batch, 30, 1e-2)
+    assert reward() > before + 2
+    assert all(torch.equal(a, b) for a, b in zip(kept, [*model.upper.parameters(), *model.lower.parameters()]))
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.critic.parameters())
+
+
+def test_the_beat_reward_of_decoded_codes():
+    model = tiny(actor_critic=True)
+    up = low = torch.randint(0, 16, (2, 8))
+    beats = torch.zeros(2, 32)
+    beats[:, ::8] = 1
+    reward = model.beat_reward(up, low, beats)
+    assert reward.shape == (2, 8) and torch.isfinite(reward).all()

@@ -20,8 +20,12 @@ then, given the upper code, its lower code: Bailando's cross-conditional predict
 autoregressive with a key/value cache over a sliding context, so memory is flat in the song's length.
 
 Training has two stages, `vqvae` then `gpt` (the VQ-VAEs frozen); `dancegen train
-configs/bailando.yaml` runs both. Bailando's third stage (actor-critic fine-tuning with a beat
-reward) is not here yet.
+configs/bailando.yaml` runs both. With `actor_critic: true` a third stage, `ac`, fine-tunes the GPT
+as Bailando's actor-critic does: the GPT samples each training window's codes itself, the decoded
+dance earns a beat reward per code step (`beat_reward`), a critic head learns the discounted return,
+and the GPT follows the advantage (REINFORCE with a learnt baseline), while a cross-entropy term on
+the real codes keeps it near the dances it learnt (`ac_supervised`). The music is the training
+split's only (Bailando fine-tuned on the test music; we do not).
 
 Written by hand: no maintained library implements this model; the transformer, convolution and
 rotation pieces are torch's and roma's.
@@ -36,18 +40,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter1d
+from scipy.signal import argrelextrema
 from einops import rearrange
 from torch import nn
 from tqdm import tqdm
 
 from ..data.representation import mirror_rot6d, motion_to_rot6d
-from ..motion import Motion
+from ..motion import Motion, forward_kinematics
 from ..motion.rotations import matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
 from .base import STYLES, Music, SavedModel, one_thread, register_model, style_id
 
 LOWER_JOINTS = (1, 2, 4, 5, 7, 8, 10, 11)  # hips, knees, ankles, feet (the pelvis goes with the root)
 UPPER_JOINTS = (3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)
 FEATURE_DIM = 10 + 6 * 23
+FACT35_BEAT = 34  # fact35's beat one-hot column: the music beats of the actor-critic reward
 
 
 def _columns(joints: tuple[int, ...]) -> list[int]:
@@ -111,6 +117,30 @@ def integrate(features: torch.Tensor, *, start_xz=(0.0, 0.0), start_heading: flo
     pelvis = _yaw_matrix(torch.from_numpy(yaws).to(features.dtype)) @ sixd_to_matrix(features[:, 4:10])
     joints = sixd_to_matrix(features[:, 10:].unflatten(-1, (23, 6)))
     return root, torch.cat([pelvis[:, None], joints], dim=1)
+
+
+def step_rewards(speed: np.ndarray, music_beats: np.ndarray, fps: float, down: int, *, off_beat: float = 0.3,
+                 still: float = 1.0, still_speed: float = 0.0) -> np.ndarray:
+    """The actor-critic's reward (B, n) per code step of `down` frames, from the mean joint speed (B, T − 1)
+    (index i: frame i to i + 1) and music beats (B, T) as booleans, at `fps`.
+
+    Written after Bailando's beat reward: every kinetic beat (a local minimum of the speed, smoothed by a
+    Gaussian of 0.08 s, as the Bailando BAS smooths with 5 frames at 60 fps) earns exp(−d² / 2σ²) −
+    `off_beat` in the step where it falls, d the distance to the nearest music beat and σ = 0.05 s (the
+    BAS's 3 frames at 60 fps); a step whose mean speed is below `still_speed` costs `still`, so that
+    standing still is no way to avoid off-beat beats."""
+    n = music_beats.shape[1] // down
+    reward = np.zeros((len(speed), n), dtype=np.float32)
+    sigma = 0.05 * fps
+    for b, (s, m) in enumerate(zip(speed, music_beats)):
+        kinetic = argrelextrema(gaussian_filter1d(s, 0.08 * fps), np.less)[0]
+        music = np.flatnonzero(m)
+        if len(kinetic) and len(music):
+            d = np.abs(kinetic[:, None] + 0.5 - music[None, :]).min(1)
+            np.add.at(reward[b], np.minimum(kinetic // down, n - 1), np.exp(-d ** 2 / (2 * sigma ** 2)) - off_beat)
+        step_speed = np.pad(s, (0, n * down - len(s)), mode="edge")[:n * down].reshape(n, down).mean(1)
+        reward[b] -= still * (step_speed < still_speed)
+    return reward
 
 
 # ---- choreographic memory -----------------------------------------------------------------------
@@ -286,7 +316,6 @@ class MotionGPT(nn.Module):
 class BailandoModel(nn.Module, SavedModel):
     """Bailando's choreographic memory and cross-conditional GPT; see the module docstring."""
 
-    stages = ("vqvae", "gpt")
     training_features = staticmethod(rot6d_to_local)
     min_motion_std = 1e-3
 
@@ -299,7 +328,8 @@ class BailandoModel(nn.Module, SavedModel):
                  root_weight: float = 1.0,
                  acceleration_weight: float = 0.0, upsample: str = "nearest",
                  temperature: float = 1.0, top_k: int | None = None, guidance: float = 1.0, max_repeat: int | None = 8,
-                 style_prior: float | None = None,
+                 style_prior: float | None = None, actor_critic: bool = False, ac_gamma: float = 0.9,
+                 ac_supervised: float = 1.0, ac_off_beat: float = 0.3, ac_still: float = 1.0,
                  smooth_sigma: float = 0.0, floor_radius: float | None = 4.0,
                  skeleton_offsets: list | None = None, **unused: Any):
         super().__init__()
@@ -316,6 +346,15 @@ class BailandoModel(nn.Module, SavedModel):
         self.max_repeat, self.style_prior = max_repeat, style_prior
         if style_prior is not None:  # how often each style's training dances use each code (`count_style_codes`)
             self.register_buffer("style_codes", torch.zeros(len(STYLES) + 1, 2, codes))
+        self.actor_critic, self.ac_gamma, self.ac_supervised = actor_critic, ac_gamma, ac_supervised
+        self.ac_off_beat, self.ac_still = ac_off_beat, ac_still
+        self.stages = ("vqvae", "gpt", "ac") if actor_critic else ("vqvae", "gpt")
+        if actor_critic:
+            if "fact35" not in self.music_features:
+                raise ValueError("actor_critic needs fact35 among music_features (its beats make the reward)")
+            self.beat_column = sum(music_dims[:self.music_features.index("fact35")]) + FACT35_BEAT
+            self.critic = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, 1))
+            self.register_buffer("still_speed", torch.zeros(()))  # m/s below which a step is standing still
         music_dim = sum(music_dims)
         self.lower = VQVAE(len(LOWER), channels, code_dim, codes, down, upsample)
         self.upper = VQVAE(len(UPPER), channels, code_dim, codes, down, upsample)
@@ -338,13 +377,35 @@ class BailandoModel(nn.Module, SavedModel):
             raise ValueError(f"stage must be one of {self.stages}, not {stage!r}")
         self.stage = stage
         for part, trains in ((self.lower, stage == "vqvae"), (self.upper, stage == "vqvae"),
-                             (self.gpt, stage == "gpt")):
+                             (self.gpt, stage in ("gpt", "ac"))):
             part.requires_grad_(trains)
+        if self.actor_critic:
+            self.critic.requires_grad_(stage == "ac")
+        if stage == "ac":  # the sampled codes' log-probabilities must be the policy that sampled them
+            for block in self.gpt.blocks:
+                block.dropout = 0.0
 
     def after_stage(self, stage: str, data) -> None:
         """Called by `dancegen train` after each stage: once the codebooks are learnt, count the codes."""
         if stage == "vqvae" and self.style_prior is not None:
             self.count_style_codes(data)
+
+    def before_stage(self, stage: str, data) -> None:
+        """Called by `dancegen train` before each stage: the actor-critic reward needs `still_speed`."""
+        if stage == "ac" and not float(self.still_speed):
+            self.measure_still_speed(data)
+
+    @torch.inference_mode()
+    def measure_still_speed(self, data) -> None:
+        """`still_speed`: 10 % of the median 2-s mean joint speed of the training dances (the benchmark's
+        freeze threshold); a code step slower than this costs `ac_still` in the reward."""
+        speeds = []
+        for name in data.split("train"):
+            p = data.motion(name).resample(self.fps).positions()
+            speed = np.linalg.norm(np.diff(p, axis=0), axis=-1).mean(-1) * self.fps
+            w = int(2 * self.fps)
+            speeds += [speed[i:i + w].mean() for i in range(0, len(speed) - w + 1, w)]
+        self.still_speed.fill_(0.1 * float(np.median(speeds)))
 
     @torch.inference_mode()
     def count_style_codes(self, data) -> None:
@@ -413,6 +474,24 @@ class BailandoModel(nn.Module, SavedModel):
 
         with torch.no_grad():
             up, low = self.upper.codes(upper), self.lower.codes(lower)  # (B, context + 1)
+        if self.stage == "ac":
+            return self._actor_critic_loss(batch, up, low, generator)
+        return self._gpt_loss(batch, up, low, generator)
+
+    def _music_and_styles(self, batch: dict, generator: torch.Generator | None, p_no_style: float):
+        """The GPT's music steps (B, n, d) for a batch's windows and their style ids, each dropped to 0
+        (no style) with probability `p_no_style`."""
+        music = torch.cat([batch["inputs"][f] for f in self.music_features], dim=-1)
+        steps = self.gpt.encode_music(self.normalise_music(music[:, self.down:]))
+        b = len(steps)
+        styles = torch.tensor([style_id(s) for s in batch.get("style", [None] * b)], device=steps.device)
+        drop = torch.rand(b, generator=generator).to(steps.device) < p_no_style
+        styles = torch.where(drop, 0, styles) if self.use_style else torch.zeros_like(styles)
+        return music, steps, styles
+
+    def _gpt_loss(self, batch: dict, up: torch.Tensor, low: torch.Tensor, generator: torch.Generator | None,
+                  p_no_style: float | None = None) -> tuple[torch.Tensor, dict]:
+        """Cross-entropy of the GPT's next upper and lower codes on a batch's real codes (B, context + 1)."""
         b = len(up)
         rand = torch.rand(b, generator=generator).to(up.device)
         start = torch.full_like(up[:, :1], self.codes)
@@ -423,11 +502,8 @@ class BailandoModel(nn.Module, SavedModel):
             for prev in (prev_up, prev_low):
                 swap = torch.rand(prev.shape, generator=generator).to(up.device) < self.p_corrupt
                 prev[swap] = torch.randint(0, self.codes, (int(swap.sum()),), generator=generator).to(up.device)
-        music = torch.cat([batch["inputs"][f] for f in self.music_features], dim=-1)
-        steps = self.gpt.encode_music(self.normalise_music(music[:, self.down:]))
-        styles = torch.tensor([style_id(s) for s in batch.get("style", [None] * b)], device=up.device)
-        drop = torch.rand(b, generator=generator).to(up.device) < self.p_no_style
-        styles = torch.where(drop, 0, styles) if self.use_style else torch.zeros_like(styles)
+        _, steps, styles = self._music_and_styles(batch, generator,
+                                                  self.p_no_style if p_no_style is None else p_no_style)
         h, _ = self.gpt(self.gpt.embed(prev_up, prev_low, steps, styles))
         up_logits, low_logits = self.gpt.logits(h, up[:, 1:])
         terms = {"upper_ce": F.cross_entropy(up_logits.flatten(0, 1), up[:, 1:].flatten()),
@@ -436,6 +512,75 @@ class BailandoModel(nn.Module, SavedModel):
             terms["upper_accuracy"] = (up_logits.argmax(-1) == up[:, 1:]).float().mean()
             terms["lower_accuracy"] = (low_logits.argmax(-1) == low[:, 1:]).float().mean()
         return terms["upper_ce"] + terms["lower_ce"], {k: v.detach() for k, v in terms.items()}
+
+    # ---- actor-critic fine-tuning ----------------------------------------------------------------
+
+    def _style_biases(self, styles: torch.Tensor) -> torch.Tensor:
+        """(B, 2, codes) `style_bias` of each window's style (zeros where there is none)."""
+        out = torch.zeros(len(styles), 2, self.codes)
+        for i, s in enumerate(styles.tolist()):
+            bias = self.style_bias(s, self.style_prior or 0.0)
+            if bias is not None:
+                out[i] = bias
+        return out.to(styles.device)
+
+    @torch.no_grad()
+    def _rollout(self, steps: torch.Tensor, styles: torch.Tensor, first: tuple[torch.Tensor, torch.Tensor],
+                 bias: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The GPT's own upper and lower codes (B, n) for music steps (B, n, d), after the codes `first` (B,)."""
+        gpt, (up, low), caches, ups, lows = self.gpt, first, None, [], []
+        for i in range(steps.shape[1]):
+            h, caches = gpt(gpt.embed(up[:, None], low[:, None], steps[:, i:i + 1], styles, i), caches)
+            up = self._sample(gpt.up_head(h[:, 0]) + bias[:, 0], generator, 1.0, None)
+            low = self._sample(gpt.down_head(h[:, 0] + gpt.up_given(up)) + bias[:, 1], generator, 1.0, None)
+            ups.append(up)
+            lows.append(low)
+        return torch.stack(ups, 1), torch.stack(lows, 1)
+
+    @torch.no_grad()
+    def beat_reward(self, up: torch.Tensor, low: torch.Tensor, music_beats: torch.Tensor) -> torch.Tensor:
+        """Reward (B, n) of each code step of codes (B, n), decoded; music beat one-hots (B, n·down) at the
+        model's fps (`step_rewards`)."""
+        x = self.join(self.lower.decode(low), self.upper.decode(up)) * self.motion_std + self.motion_mean
+        roots, rotations = zip(*(integrate(seq, fps=self.fps) for seq in x))
+        positions = forward_kinematics(torch.stack(rotations).to(x), torch.stack(roots).to(x),
+                                       torch.as_tensor(self.skeleton.offsets), self.skeleton.parents)[0]
+        speed = positions.diff(dim=1).norm(dim=-1).mean(-1) * self.fps  # (B, n·down − 1), m/s
+        return torch.from_numpy(step_rewards(speed.cpu().numpy(), music_beats.cpu().numpy() > 0.5, self.fps,
+                                             self.down, off_beat=self.ac_off_beat, still=self.ac_still,
+                                             still_speed=float(self.still_speed))).to(up.device)
+
+    def _actor_critic_loss(self, batch: dict, up: torch.Tensor, low: torch.Tensor,
+                           generator: torch.Generator | None) -> tuple[torch.Tensor, dict]:
+        """Policy-gradient loss on the GPT's own dances of the batch's music (see the module docstring).
+        In evaluation mode (validation) the loss is `ac_supervised` × cross-entropy − mean reward."""
+        supervised, terms = self._gpt_loss(batch, up, low, generator, p_no_style=0.0)
+        music, steps, styles = self._music_and_styles(batch, generator, 0.0)
+        bias = self._style_biases(styles)
+        first = (up[:, 0], low[:, 0])
+        sampled_up, sampled_low = self._rollout(steps.detach(), styles, first, bias, generator)
+        reward = self.beat_reward(sampled_up, sampled_low, music[:, self.down:, self.beat_column])
+        terms["reward"] = reward.sum(1).mean()
+        if not self.training:
+            return self.ac_supervised * supervised - reward.mean(), terms
+        prev_up = torch.cat([first[0][:, None], sampled_up[:, :-1]], 1)
+        prev_low = torch.cat([first[1][:, None], sampled_low[:, :-1]], 1)
+        h, _ = self.gpt(self.gpt.embed(prev_up, prev_low, steps, styles))
+        up_logits, low_logits = self.gpt.logits(h, sampled_up)
+        log_prob = ((up_logits + bias[:, None, 0]).log_softmax(-1).gather(-1, sampled_up[..., None])[..., 0]
+                    + (low_logits + bias[:, None, 1]).log_softmax(-1).gather(-1, sampled_low[..., None])[..., 0])
+        returns = torch.zeros_like(reward)
+        running = torch.zeros_like(reward[:, 0])
+        for t in range(reward.shape[1] - 1, -1, -1):
+            running = reward[:, t] + self.ac_gamma * running
+            returns[:, t] = running
+        value = self.critic(h.detach())[..., 0]
+        advantage = (returns - value).detach()
+        advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-6)
+        terms["policy"] = -(advantage * log_prob).mean()
+        terms["value"] = F.mse_loss(value, returns)
+        loss = terms["policy"] + 0.5 * terms["value"] + self.ac_supervised * supervised
+        return loss, {k: v.detach() for k, v in terms.items()}
 
     # ---- generation ----------------------------------------------------------------------------
 

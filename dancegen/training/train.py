@@ -2,12 +2,16 @@
 
 The config has four sections (see configs/diffusion.yaml):
 
-    data:     {path: data/dwm, source: "dance-with-melody:../shared/data/dance_with_melody"}
+    data:     {path: data/dwm, source: "dance-with-melody:../shared/data/dance_with_melody",
+               extra: [{path, source}, ...]}  # optional: more prepared datasets, for a family
+                                              # with `with_extra_data` (e.g. masked: motion only)
     model:    {family: diffusion, ...the family's keyword arguments}
     training: {seed, batch_size, train_stride, val_stride, max_steps, max_minutes, lr, ...}
     out:      out/diffusion
 
-Relative paths are relative to the current directory. The data are prepared from `source` when
+Relative paths are relative to the current directory. `training.init: FOLDER` starts from a saved
+model's weights, `training.run_stages: [ac]` runs only the named stages of a multi-stage family
+(e.g. fine-tune a trained bailando with its actor-critic stage). The data are prepared from `source` when
 `path` holds no prepared dataset. OUT receives logs/ (TensorBoard), best/ (the EMA model with the
 lowest validation loss) and last/ (the EMA model at the end), each a folder `load_model` reads.
 """
@@ -25,7 +29,8 @@ from ..errors import UserError
 
 TRAINING_DEFAULTS = {"seed": 0, "batch_size": 64, "train_stride": 4, "val_stride": 50, "max_steps": 10000,
                      "max_minutes": None, "lr": 4e-4, "weight_decay": 0.01, "warmup_steps": 200,
-                     "ema_decay": 0.999, "val_every": 250, "grad_clip": 1.0, "threads": None, "stages": None}
+                     "ema_decay": 0.999, "val_every": 250, "grad_clip": 1.0, "threads": None, "stages": None,
+                     "init": None, "run_stages": None}
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -73,7 +78,27 @@ def _stages(config_path, model, options: dict, caps: dict) -> list[tuple[str | N
         wrong = set(stage) - (set(TRAINING_DEFAULTS) - {"stages"})
         if wrong:
             raise UserError(config_path, f"unknown training options in training.stages.{name}: {', '.join(sorted(wrong))}")
-    return [(name, {**options, **(given.get(name) or {}), **caps}) for name in names]
+    run = options.get("run_stages") or names
+    if not isinstance(run, list) or set(run) - set(names):
+        raise UserError(config_path, f"training.run_stages takes a list of {', '.join(names)}")
+    return [(name, {**options, **(given.get(name) or {}), **caps}) for name in names if name in run]
+
+
+def init_weights(model, folder: str | os.PathLike) -> None:
+    """Start from a saved model's weights (`training.init`): every tensor of the saved model must fit;
+    the model's tensors it lacks (e.g. a head only a later stage trains) keep their new values."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(folder) / "model.safetensors"
+    try:
+        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    except (OSError, SafetensorError, RuntimeError) as e:
+        raise UserError(path, f"cannot start from these weights ({str(e).splitlines()[0]})") from None
+    if unexpected:
+        raise UserError(path, f"weights this model does not have: {', '.join(unexpected[:5])}")
+    if missing:
+        print(f"starting from {folder}; newly initialised: {', '.join(sorted({k.split('.')[0] for k in missing}))}")
 
 
 def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, *,
@@ -101,16 +126,25 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
     data = prepared_data(config["data"], progress)
     L.seed_everything(options["seed"], workers=True, verbose=False)
     model = _MODELS[family].for_data(data, **model_config)
+    if options["init"]:
+        init_weights(model, options["init"])
     inputs, outputs = model.windows()
     datamodule = WindowDataModule(data.root, inputs, outputs, batch_size=options["batch_size"],
                                   train_stride=options["train_stride"], val_stride=options["val_stride"],
                                   seed=options["seed"])
+    extra = [prepared_data(d, progress) for d in config["data"].get("extra") or []]
+    if extra:
+        if not hasattr(model, "with_extra_data"):
+            raise UserError(config_path, f"the {family} family cannot train on data.extra")
+        datamodule = model.with_extra_data(datamodule, extra)
     stages = _stages(config_path, model, options, caps)
     samples = LogSamples(data)
     started = time.time()
     for stage, stage_options in stages:
         if stage is not None:
             model.set_stage(stage)
+            if hasattr(model, "before_stage"):
+                model.before_stage(stage, data)  # e.g. bailando measures what its actor-critic reward needs
             if progress:
                 print(f"stage {stage}: up to {stage_options['max_steps']} steps"
                       + (f" or {stage_options['max_minutes']:.0f} min" if stage_options["max_minutes"] else ""))
