@@ -117,6 +117,26 @@ def _generate(args: argparse.Namespace) -> None:
           + ", ".join(str(p) for p in written))
 
 
+def _inbetween(args: argparse.Namespace) -> None:
+    import time
+
+    from .inbetween import inbetween_file
+
+    started = time.time()
+    keys = None
+    if args.keys is not None:
+        try:
+            keys = [int(k) for k in args.keys.split(",") if k.strip()]
+        except ValueError:
+            raise UserError(None, f"--keys takes frame numbers separated by commas, got {args.keys!r}") from None
+    motion, key_frames, written = inbetween_file(
+        args.motion, args.out, every=args.every, keys=keys, song=args.song, start=args.start, model=args.model,
+        style=args.style, formats=tuple(f for f in args.formats.split(",") if f), progress=not args.quiet)
+    print(f"{Path(args.motion).name}: {motion.num_frames} frames ({motion.duration:.1f} s) through {len(key_frames)} "
+          f"keyframes{f' to {Path(args.song).name}' if args.song else ''} in {time.time() - started:.1f} s: "
+          + ", ".join(str(p) for p in written))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dancegen", description="Music-driven 3D dance generation.")
     parser.add_argument("--version", action="version", version=f"dancegen {__import__('dancegen').__version__}")
@@ -184,6 +204,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("inbetween", help="keep a dance's key poses and generate the frames between them")
+    p.add_argument("motion", help="a dance, .bvh or dancegen .npz, on the SMPL skeleton")
+    keys = p.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--every", type=int, default=None, help="keep frames 0, N, 2N, … and the last")
+    keys.add_argument("--keys", default=None, help="keep these frames: comma-separated frame numbers from 0")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--song", default=None, help="a song to move to between the keyframes (default: none)")
+    p.add_argument("--start", type=float, default=0.0, help="seconds into the song where the motion starts")
+    p.add_argument("--model", default="out/masked/best",
+                   help="a saved masked model folder, or interpolation (default: out/masked/best)")
+    p.add_argument("--style", default=None, help="a style the model knows (default: none)")
+    p.add_argument("--formats", default="bvh,npz,mp4,html", help="comma-separated outputs (bvh,npz,mp4,html)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_inbetween)
 
     p = sub.add_parser("info", help="summarise a dataset folder or a prepared dataset")
     p.add_argument("path")

@@ -37,6 +37,7 @@ WINDOW = 256  # frames whose figure geometry is computed at once (memory stays f
 SKY_TOP, SKY_HORIZON = np.array([34, 40, 54.0]), np.array([104, 112, 128.0])
 FLOOR_LIGHT, FLOOR_DARK = np.array([156, 156, 162.0]), np.array([120, 121, 130.0])
 OUTLINE = np.array([24, 26, 34.0])
+HIGHLIGHT, HIGHLIGHT_WIDTH = np.array([255, 214, 0.0]), 3.5  # the outline of highlighted frames (e.g. keyframes)
 SHADOW_ALPHA, SHADOW_BLUR = 110, 3.0  # darkness out of 255; blur radius in output pixels
 
 _TO_YCBCR = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255
@@ -151,11 +152,14 @@ class _Poses:
 class FrameDrawer:
     """Draws frame i of a dance as yuv420p: `FrameDrawer(positions, figure, fps, size).draw(i)`."""
 
-    def __init__(self, positions: np.ndarray, figure: Figure, fps: float, size: tuple[int, int]):
+    def __init__(self, positions: np.ndarray, figure: Figure, fps: float, size: tuple[int, int],
+                 highlight: np.ndarray | None = None):
+        """`highlight`: (frames,) bool, frames whose figure gets a thick yellow outline (keyframes)."""
         self.positions, self.figure, self.size = positions, figure, size
+        self.highlight = np.zeros(len(positions), bool) if highlight is None else np.asarray(highlight, bool)
         self.camera = cam = FollowCamera.following(positions[:, 0], fps, size)
         self.outline_width = 1.2  # pixels
-        self.outline_colour = _ink(OUTLINE)
+        self.outline_colour, self.highlight_colour = _ink(OUTLINE), _ink(HIGHLIGHT)
         self.black = _ink([0, 0, 0])
         # Draw items, far to near each frame: every bone alone, the trunk's bones as one piece, the head.
         self.items = [[k] for k in np.flatnonzero(~figure.trunk).tolist()]
@@ -218,7 +222,8 @@ class FrameDrawer:
         return p
 
     def _compute_poses(self, start: int, stop: int) -> _Poses:
-        cam, fig, o = self.camera, self.figure, self.outline_width
+        cam, fig = self.camera, self.figure
+        o = np.where(self.highlight[start:stop], HIGHLIGHT_WIDTH, self.outline_width)[:, None]
         positions = self.positions[start:stop]
         eyes = cam.targets[start:stop, None, :] + cam.offset  # (n, 1, 3)
         a, b = fig.bones[:, 0], fig.bones[:, 1]
@@ -243,7 +248,7 @@ class FrameDrawer:
             r = cam.focal * fig.head_radius / np.maximum(hc[:, 2], 0.05)
             head = np.concatenate([cam.to_pixels(hc), r[:, None]], axis=1)
             head_colours = [tuple(c) for c in shade(SIDE_COLOURS[0], hc[:, 2:3])[:, 0].tolist()]
-            lo, hi = np.minimum(lo, head[:, :2] - (r + o)[:, None]), np.maximum(hi, head[:, :2] + (r + o)[:, None])
+            lo, hi = np.minimum(lo, head[:, :2] - (r + o[:, 0])[:, None]), np.maximum(hi, head[:, :2] + (r + o[:, 0])[:, None])
             item_depth.append(hc[:, 2])
         # Shadow: the same capsules squashed straight down onto the floor.
         ground = cam.to_camera(positions * [1, 0, 1], eyes)
@@ -324,13 +329,15 @@ class FrameDrawer:
             return None
         s = SUPERSAMPLE
         patch = self.canvas.crop((x0, y0, x1, y1)).resize(((x1 - x0) * s, (y1 - y0) * s), Image.NEAREST)
-        pen, outline, origin = ImageDraw.Draw(patch), self.outline_colour, np.array([x0, y0])
+        highlighted = self.highlight[poses.start + i]
+        pen, origin = ImageDraw.Draw(patch), np.array([x0, y0])
+        outline = self.highlight_colour if highlighted else self.outline_colour
         limbs, outlines, colours = (poses.limbs[i] - origin) * s, (poses.outlines[i] - origin) * s, poses.colours[i]
         for item in poses.order[i].tolist():
             bones = self.items[item]
             if not bones:  # the head
                 u, v, r = (poses.head[i] - [x0, y0, 0]) * s
-                o = self.outline_width * s
+                o = (HIGHLIGHT_WIDTH if highlighted else self.outline_width) * s
                 pen.ellipse((u - r - o, v - r - o, u + r + o, v + r + o), fill=outline)
                 pen.ellipse((u - r, v - r, u + r, v + r), fill=poses.head_colours[i])
                 continue

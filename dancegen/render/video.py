@@ -31,8 +31,9 @@ AAC = ["-c:a", "aac", "-aac_coder", "fast", "-b:a", "160k"]  # the default coder
 
 def render_video(motion: Motion, path: str | os.PathLike, *, song: str | os.PathLike | None = None,
                  song_offset: float = 0.0, fps: float = 30, size: tuple[int, int] = (640, 480),
-                 progress: bool = True) -> Path:
+                 progress: bool = True, highlight_times: np.ndarray | None = None) -> Path:
     """Write `motion` as an MP4 at `fps` with the span [song_offset, song_offset + duration] of `song`.
+    The figure is outlined in yellow on the frames nearest `highlight_times` (seconds; e.g. keyframes).
 
     The motion is resampled to `fps`. The file appears only when complete: an exception or Ctrl-C
     leaves nothing at `path`. Raises UserError for an unreadable song or an offset past its end.
@@ -54,7 +55,12 @@ def render_video(motion: Motion, path: str | os.PathLike, *, song: str | os.Path
         info = probe(song)
         if np.isfinite(info.duration) and song_offset >= info.duration:
             raise UserError(song, f"the dance starts at {song_offset:.2f} s, after the song ends ({info.duration:.2f} s)")
-    drawer = FrameDrawer(motion.resample(fps).positions(), Figure.of(motion.skeleton), fps, (w, h))
+    positions = motion.resample(fps).positions()
+    highlight = None
+    if highlight_times is not None:
+        highlight = np.zeros(len(positions), bool)
+        highlight[np.clip(np.round(np.asarray(highlight_times) * fps).astype(int), 0, len(positions) - 1)] = True
+    drawer = FrameDrawer(positions, Figure.of(motion.skeleton), fps, (w, h), highlight)
 
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
            "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-framerate", f"{fps:g}", "-i", "pipe:0"]

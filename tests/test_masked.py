@@ -1,0 +1,120 @@
+"""The masked family (dancegen/models/masked.py) on a tiny model, and a few steps on real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import continuation_gap, fixed_loss, normalise_like, random_music as music, synthetic_motion, train_steps
+from dancegen.data.representation import motion_to_rot6d
+from dancegen.models import load_model
+from dancegen.models.masked import MaskedMotionModel, bert_mask, task_mask
+from dancegen.motion import SMPL_JOINT_NAMES
+
+TINY = dict(fps=25.0, music_features=["fact35"], music_dims=[35], window=40, overlap=10, d_model=32, heads=2, ff=64,
+            motion_layers=1, music_layers=1, layers=1, dropout=0.0)
+
+
+def tiny(**kw) -> MaskedMotionModel:
+    torch.manual_seed(0)
+    return MaskedMotionModel(**{**TINY, **kw}).eval()
+
+
+def batch_of(model: MaskedMotionModel, n: int = 8, rot6d: np.ndarray | None = None, fact35: np.ndarray | None = None) -> dict:
+    w = model.window
+    if rot6d is None:
+        rot6d = np.stack([motion_to_rot6d(synthetic_motion(i, w)) for i in range(n)])
+        fact35 = np.random.default_rng(0).normal(size=(n, w, 35)).astype(np.float32)
+    return {"inputs": {"fact35": torch.from_numpy(fact35)}, "outputs": {"rot6d": torch.from_numpy(rot6d)},
+            "style": ["waltz", "rumba"] * (len(rot6d) // 2), "has_music": torch.ones(len(rot6d), dtype=torch.bool)}
+
+
+def test_bert_masking_statistics():
+    g = torch.Generator().manual_seed(0)
+    chosen, zeroed, randomised = bert_mask((400, 200), 0.15, (0.8, 0.1, 0.1), generator=g)
+    assert (chosen.sum(1) == 30).all()  # exactly 15% of each window's frames
+    kept = chosen & ~zeroed & ~randomised
+    assert not (zeroed & randomised).any() and not ((zeroed | randomised) & ~chosen).any()
+    n = chosen.sum().item()
+    for mask, share in ((zeroed, 0.8), (randomised, 0.1), (kept, 0.1)):
+        assert abs(mask.sum().item() / n - share) < 0.01, (mask.sum().item() / n, share)
+
+
+def test_fine_tuning_masks():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        m = task_mask("continuation", 120, (2, 40), g)
+        given = (~m).sum().item()
+        assert not m[:given].any() and m[given:].all() and given <= 60
+        m = task_mask("inbetween", 120, (2, 40), g)
+        assert m.any() and (~m).any()
+
+
+def test_loss_falls_on_a_tiny_batch_in_both_fusions():
+    for fusion in ("features", "sequence"):
+        model = tiny(fusion=fusion)
+        batch = batch_of(model)
+        before = fixed_loss(model, batch)
+        train_steps(model, batch, 20, 3e-3)
+        assert fixed_loss(model, batch) < 0.7 * before, fusion
+
+
+def test_fill_keeps_given_frames_and_generate_continues():
+    model = tiny(fusion="sequence")
+    rot6d = motion_to_rot6d(synthetic_motion(0, 100))
+    known = np.zeros(100, bool)
+    known[::7] = True
+    filled = model.fill(rot6d, known, None)
+    assert filled.shape == rot6d.shape and np.array_equal(filled[known], rot6d[known])
+    for frames in (30, 97):  # within one window; several windows
+        motion = model.generate(music(frames), length=frames)
+        assert motion.num_frames == frames and motion.skeleton.names == SMPL_JOINT_NAMES
+        assert np.isfinite(motion.rotations).all()
+    assert model.generate(music(90, fps=30.0), length=90).num_frames == 90
+    motion, gap = continuation_gap(model, synthetic_motion(1, 50))
+    assert np.isfinite(gap)
+
+
+def test_save_load_round_trip(tmp_path: Path):
+    model = tiny(fusion="sequence")
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert isinstance(again, MaskedMotionModel) and again.fusion == "sequence"
+    a, b = (m.generate(music(50), length=50) for m in (model, again))
+    assert np.array_equal(a.rotations, b.rotations)
+
+
+def test_a_few_steps_on_real_data_lower_the_loss(real_dance):
+    rot6d, fact35, style = real_dance
+    model = tiny(window=60)
+    normalise_like(model, rot6d, fact35)
+    model.motion_mean[[0, 2]], model.motion_std[[0, 2]] = 0.0, 1.0
+    starts = np.arange(0, 800, 100)
+    batch = batch_of(model, rot6d=np.stack([rot6d[s:s + 60] for s in starts]),
+                     fact35=np.stack([fact35[s:s + 60] for s in starts]))
+    before = fixed_loss(model, batch)
+    train_steps(model, batch, 20, 3e-3)
+    assert fixed_loss(model, batch) < 0.8 * before
+
+
+def test_train_with_motion_only_data(tmp_path: Path, synthetic, monkeypatch):
+    """`dancegen train` with `data.extra`: pre-training sees the extra (motion-only) windows, fine-tuning not."""
+    import yaml
+
+    from dancegen.data.prepare import prepare
+    from dancegen.training import train
+
+    monkeypatch.chdir(tmp_path)
+    prepare("synthetic", synthetic, tmp_path / "paired", recipes=("fact35",), jobs=1, progress=False)
+    prepare("synthetic", synthetic, tmp_path / "motion", recipes=(), jobs=1, progress=False)
+    config = {"data": {"path": "paired", "extra": [{"path": "motion"}]},
+              "model": {"family": "masked", **{k: v for k, v in TINY.items() if k not in ("fps", "music_dims")},
+                        "window": 20},
+              "training": {"batch_size": 4, "val_every": 2, "stages": {"pretrain": {"max_steps": 2},
+                                                                       "finetune": {"max_steps": 2}}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    out = train(tmp_path / "c.yaml", tmp_path / "out", progress=False)
+    assert (out / "best" / "config.json").is_file() and (out / "last" / "model.safetensors").is_file()
