@@ -33,7 +33,17 @@ TRAINING_DEFAULTS = {"seed": 0, "batch_size": 64, "train_stride": 4, "val_stride
                      "init": None, "run_stages": None}
 
 
-def read_config(path: str | os.PathLike) -> dict[str, Any]:
+def _merged(base: dict, changes: dict) -> dict:
+    """`base` updated by `changes`, mappings merged key by key (e.g. one stage's options)."""
+    out = dict(base)
+    for k, v in changes.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_config(path: str | os.PathLike, _seen: tuple = ()) -> dict[str, Any]:
+    """A training config; `extends: OTHER.yaml` (relative to this file) starts from another config and
+    changes only what this one names (a variant of a recipe)."""
     path = Path(path)
     try:
         config = yaml.safe_load(path.read_text())
@@ -41,6 +51,11 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         raise UserError(path, f"cannot read the config ({e.strerror})") from None
     except yaml.YAMLError as e:
         raise UserError(path, f"not valid YAML ({e})") from None
+    if isinstance(config, dict) and config.get("extends"):
+        base = path.parent / str(config.pop("extends"))
+        if base.resolve() in _seen:
+            raise UserError(path, f"`extends` goes round in a circle through {base}")
+        config = _merged(read_config(base, (*_seen, path.resolve())), config)
     if not isinstance(config, dict) or "model" not in config or "data" not in config:
         raise UserError(path, "a training config needs `data` and `model` sections")
     unknown = set(config.get("training") or {}) - set(TRAINING_DEFAULTS)
