@@ -11,3 +11,16 @@ def generate(song=None, **options):
     from .generation import generate_dance
 
     return generate_dance(song, **options).motion
+
+
+def generate_many(songs, out, **options):
+    """Dance to several songs (files, or folders of them) into the folder `out` with a pool of worker
+    processes; songs whose outputs are already there are skipped, so a rerun resumes. Returns one
+    result per song (song, status "done"/"skipped"/"failed", message, written paths).
+
+    Options: jobs, formats, overwrite, report (called with each song's progress line), and those of
+    `generate` (model, seed, style, start, duration, seed_motion, temperature).
+    """
+    from .generation import generate_many
+
+    return generate_many(songs, out, **options)

@@ -99,7 +99,7 @@ def _train(args: argparse.Namespace) -> None:
 def _generate(args: argparse.Namespace) -> None:
     import time
 
-    from .generation import generate_dance, write_outputs
+    from .generation import generate_dance, generate_many, write_outputs
 
     started = time.time()
     if args.device != "cpu":
@@ -107,10 +107,22 @@ def _generate(args: argparse.Namespace) -> None:
 
         torch.set_default_device(args.device)
     formats = tuple(f for f in args.formats.split(",") if f)
-    result = generate_dance(args.song, model=args.model, seed=args.seed, style=args.style, start=args.start,
-                            duration=args.duration, seed_motion=args.seed_motion, prefetch_mp3="html" in formats,
-                            progress=not args.quiet,
-                            **({} if args.temperature is None else {"temperature": args.temperature}))
+    controls = {} if args.temperature is None else {"temperature": args.temperature}
+    options = dict(seed=args.seed, style=args.style, start=args.start, duration=args.duration,
+                   seed_motion=args.seed_motion, **controls)
+    if len(args.songs) > 1 or any(Path(s).is_dir() for s in args.songs):
+        results = generate_many(args.songs, args.out, model=args.model, formats=formats, jobs=args.jobs,
+                                overwrite=args.overwrite, device=args.device, report=lambda line: print(line, flush=True),
+                                **options)
+        failed = [r.song.name for r in results if r.status == "failed"]
+        done = sum(r.status == "done" for r in results)
+        print(f"{done} generated, {len(results) - done - len(failed)} skipped, {len(failed)} failed of "
+              f"{len(results)} songs into {args.out} in {time.time() - started:.1f} s")
+        if failed:
+            raise UserError(None, f"{len(failed)} of {len(results)} songs failed: {', '.join(failed)}")
+        return
+    result = generate_dance(args.songs[0] if args.songs else None, model=args.model, prefetch_mp3="html" in formats,
+                            progress=not args.quiet, **options)
     written = write_outputs(result, args.out, formats, progress=not args.quiet)
     print(f"{result.song.name}: {result.motion.duration:.1f} s of dance from {result.start:g} s"
           f"{f', style {result.style}' if result.style else ''}, seed {args.seed}, in {time.time() - started:.1f} s: "
@@ -154,8 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_prepare)
 
-    p = sub.add_parser("generate", help="dance to a song: NAME.bvh, .npz, .mp4 and .html in the output folder")
-    p.add_argument("song", nargs="?", default=None, help="a song file (default: the bundled demo song)")
+    p = sub.add_parser("generate", help="dance to songs: NAME.bvh, .npz, .mp4 and .html in the output folder")
+    p.add_argument("songs", nargs="*", metavar="song",
+                   help="song files or folders of songs (default: the bundled demo song); with several, a pool of "
+                        "workers dances to them and skips songs whose outputs are all there (a rerun resumes)")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--model", default="default", help="model name or saved-model folder (default: the bundled one)")
     p.add_argument("--seed", type=int, default=0, help="same seed, same dance")
@@ -168,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the model's own)")
     p.add_argument("--formats", default="bvh,npz,mp4,html", help="comma-separated outputs of bvh,npz,mp4,html,glb,smpl")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes for several songs (default: one per core, at most one per song)")
+    p.add_argument("--overwrite", action="store_true", help="with several songs: redo those whose outputs exist")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_generate)
 

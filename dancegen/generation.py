@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -18,6 +19,7 @@ from .errors import UserError
 from .paths import DEFAULT_MODEL, DEMO_SONG
 
 if TYPE_CHECKING:  # dancegen.motion loads torch, which the cold command loads while features compute
+    from .models import DanceModel
     from .motion import Motion
 
 FORMATS = ("bvh", "npz", "mp4", "html", "glb", "smpl")
@@ -44,14 +46,14 @@ def read_seed_motion(path: str | os.PathLike) -> Motion:
     raise UserError(path, "a seed motion must be a .bvh or a dancegen .npz")
 
 
-def generate_dance(song: str | os.PathLike | None = None, *, model: str = "default", seed: int = 0,
+def generate_dance(song: str | os.PathLike | None = None, *, model: str | DanceModel = "default", seed: int = 0,
                    style: str = "auto", start: float = 0.0, duration: float | None = None,
                    seed_motion: str | os.PathLike | Motion | None = None, prefetch_mp3: bool = False,
                    **controls) -> Generated:
     """Generate a dance for `song` (the bundled demo song when None) with a model.
 
     `prefetch_mp3` starts encoding the danced span as MP3 (for `write_outputs`' HTML page) while the
-    model dances."""
+    model dances. `model` is a name, a saved-model folder or a loaded model (a batch loads it once)."""
     from . import audio
 
     song = Path(song) if song is not None else DEMO_SONG
@@ -61,11 +63,12 @@ def generate_dance(song: str | os.PathLike | None = None, *, model: str = "defau
     span = min(duration, length - start) if duration is not None else length - start
     if span < MIN_SECONDS:
         raise UserError(song, f"only {span:.2f} s of music to dance to (at least {MIN_SECONDS:g} s needed)")
-    early = _features_while_loading(song, model, start, span)
+    named = isinstance(model, (str, os.PathLike))
+    early = _features_while_loading(song, model, start, span) if named and span <= LONG_SONG else None
     from .models import Music, load_model
     from .motion import Motion
 
-    dancer = load_model(model)
+    dancer = load_model(model) if named else model
     classifier = _style_classifier() if style == "auto" else None  # loads while the features compute
     frames = int(span * dancer.fps)
     names = list(dancer.music_features)
@@ -74,7 +77,7 @@ def generate_dance(song: str | os.PathLike | None = None, *, model: str = "defau
     except BrokenProcessPool:  # the forked process died (killed, out of memory): compute here instead
         features = None
     if features is None or list(features) != names or any(len(f) != frames for f in features.values()):
-        features = audio.features_many(song, names, dancer.fps, start=start, num_frames=frames)
+        features = _song_features(song, names, dancer.fps, start, frames)
     if style == "auto":
         style = _recognise_style(classifier, song, start, span, features, dancer.fps)
     mp3 = None
@@ -89,6 +92,25 @@ def generate_dance(song: str | os.PathLike | None = None, *, model: str = "defau
     if abs(motion.duration - frames / dancer.fps) > 0.5 / motion.fps:  # the MP3 must span the dance exactly
         mp3 = None
     return Generated(motion, song, start, style, mp3)
+
+
+LONG_SONG = 10 * 60.0
+"""A span longer than this (seconds) has its features computed in FEATURE_PIECE pieces, so that memory
+stays flat however long the song (an STFT of the whole hour would take gigabytes)."""
+FEATURE_PIECE = 5 * 60.0
+
+
+def _song_features(song: Path, names: list[str], fps: float, start: float, frames: int) -> dict[str, np.ndarray]:
+    """The recipes `names` for `frames` frames from `start`: in one go up to LONG_SONG, else in pieces
+    (each with its own context; the cache keeps every piece)."""
+    from . import audio
+
+    if frames <= LONG_SONG * fps:
+        return audio.features_many(song, names, fps, start=start, num_frames=frames)
+    step = int(FEATURE_PIECE * fps)
+    pieces = [audio.features_many(song, names, fps, start=start + i / fps, num_frames=min(step, frames - i),
+                                  max_duration=math.inf) for i in range(0, frames, step)]
+    return {n: np.concatenate([p[n] for p in pieces]) for n in names}
 
 
 def _features_while_loading(song: Path, model: str, start: float, span: float) -> Future | None:
@@ -180,3 +202,172 @@ def write_outputs(result: Generated, out: str | os.PathLike, formats: tuple[str,
             write_html(m, path, song=result.song, song_offset=result.start, mp3=mp3)
         written.append(path)
     return written
+
+
+# Batch generation: many songs, a pool of worker processes that each load the model once.
+
+SONG_SUFFIXES = (".wav", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac", ".aif", ".aiff", ".wma")
+
+
+def song_files(paths: list[str | os.PathLike]) -> list[Path]:
+    """Songs named directly, and the audio files (by suffix, sorted) in folders, recursively. UserError
+    for a path that does not exist, a folder without songs, or two songs whose outputs would collide."""
+    songs: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in SONG_SUFFIXES and p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            if not found:
+                raise UserError(path, f"no songs in this folder (looked for {', '.join(SONG_SUFFIXES)})")
+            songs += found
+        elif path.exists():
+            songs.append(path)
+        else:
+            raise UserError(path, "no such file or folder")
+    stems: dict[str, Path] = {}
+    for song in dict.fromkeys(songs):
+        if song.stem in stems:
+            raise UserError(song, f"its outputs would overwrite those of {stems[song.stem]} (same name); "
+                                  f"rename one or generate them into different folders")
+        stems[song.stem] = song
+    return list(stems.values())
+
+
+def outputs_exist(song: Path, out: Path, formats: tuple[str, ...]) -> bool:
+    """Whether every format's output of `song` is in `out`: NAME.FORMAT, or NAME.FORMAT.EXT for a
+    format with a double suffix. Outputs are renamed into place once complete, so one there is whole."""
+    if not out.is_dir():
+        return False
+    names = {p.name for p in out.iterdir()}
+    return all(f"{song.stem}.{f}" in names or any(n.startswith(f"{song.stem}.{f}.") for n in names) for f in formats)
+
+
+@dataclass
+class SongResult:
+    song: Path
+    status: str  # "done", "skipped" or "failed"
+    message: str  # the progress line's text after the song's name
+    written: list[Path]
+
+
+_WORKER: dict = {}
+
+
+def _start_worker(model: str, device: str, threads: int | None) -> None:
+    """A pool worker: torch on `threads` threads (the pool shares the cores), the model loaded once."""
+    import torch
+
+    from .models import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    if device != "cpu":
+        torch.set_default_device(device)
+    _WORKER["model"] = load_model(model)
+
+
+def _one_song(song: Path, out: Path, formats: tuple[str, ...], options: dict) -> SongResult:
+    """Generate and write one song of a batch; a failure is returned, not raised, so the batch goes on
+    (a UserError as its line, any other exception as its type, message and last frame)."""
+    import time
+    import traceback
+
+    started = time.time()
+    try:
+        result = generate_dance(song, model=_WORKER["model"], prefetch_mp3="html" in formats, **options)
+        written = write_outputs(result, out, formats, progress=False)
+    except UserError as e:
+        return SongResult(song, "failed", f"error: {e.problem if e.path == str(song) else e}", [])
+    except Exception as e:  # noqa: BLE001 - a bug on one song must not stop the others; its trace goes along
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        return SongResult(song, "failed", f"error: {type(e).__name__}: {e} ({where.filename}:{where.lineno})", [])
+    return SongResult(song, "done", f"{result.motion.duration:.1f} s of dance from {result.start:g} s"
+                      f"{f', style {result.style}' if result.style else ''}, seed {options.get('seed', 0)}, in "
+                      f"{time.time() - started:.1f} s: " + ", ".join(str(p) for p in written), written)
+
+
+def generate_many(songs: list[str | os.PathLike], out: str | os.PathLike, *, model: str = "default",
+                  formats: tuple[str, ...] = FORMATS, jobs: int | None = None, overwrite: bool = False,
+                  device: str = "cpu", report=print, **options) -> list[SongResult]:
+    """Dance to every song (files, or folders of them) into `out` with a pool of `jobs` worker
+    processes (default: one per core, at most one per song), each loading the model once.
+
+    Songs whose outputs in every format are already in `out` are skipped unless `overwrite`, so a
+    rerun of a stopped batch resumes. `report(line)` gets a progress line per song ("[3/12] NAME: ...").
+    A song that fails is reported and the others go on; the results say which (status "failed").
+    `options` as for `generate_dance` (seed, style, start, duration, seed_motion, temperature ...)."""
+    from concurrent.futures import as_completed
+
+    from .models import check_model
+
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UserError(None, f"unknown output format {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    if model != "default":
+        check_model(model)
+    paths, out = song_files(songs), Path(out)
+    results: dict[Path, SongResult] = {}
+    todo = []
+    for song in paths:
+        if not overwrite and outputs_exist(song, out, formats):
+            results[song] = SongResult(song, "skipped", f"skipped: its {', '.join(formats)} are in {out}", [])
+        else:
+            todo.append(song)
+    count = 0
+
+    def done(result: SongResult) -> None:
+        nonlocal count
+        count += 1
+        results[result.song] = result
+        report(f"[{count}/{len(paths)}] {result.song.name}: {result.message}")
+
+    for song in paths:
+        if song in results:
+            done(results[song])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    jobs = max(1, min(jobs or cores, len(todo) or 1))
+    options = {**options, "progress": False}
+    if jobs == 1:
+        try:
+            for song in todo:
+                if "model" not in _WORKER:
+                    _start_worker(model, device, None)
+                done(_one_song(song, out, formats, dict(options)))
+        finally:
+            _WORKER.clear()
+    else:
+        _warm_up(model)
+        # forked after the warm-up, the workers start with librosa's kernels compiled; forking is safe
+        # only while torch is not loaded here (the command's case), else fresh processes
+        fork = "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if fork else "spawn")
+        for attempt in range(2):  # a worker that dies (killed, out of memory) breaks the pool: one more try
+            pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
+                                       initargs=(model, device, max(1, cores // jobs)))
+            with pool:
+                futures = {pool.submit(_one_song, song, out, formats, dict(options)): song for song in todo}
+                broken = []
+                for future in as_completed(futures):
+                    try:
+                        done(future.result())
+                    except BrokenProcessPool:
+                        broken.append(futures[future])
+            todo = sorted(broken, key=paths.index)
+            if not todo:
+                break
+        for song in todo:
+            done(SongResult(song, "failed", "error: its worker process died (killed, or out of memory?)", []))
+    return [results[s] for s in paths]
+
+
+def _warm_up(model: str) -> None:
+    """librosa's numba kernels compiled here once, so that the workers do not compile them side by side."""
+    from .audio import cache
+
+    if hasattr(cache, "warm_up"):
+        folder = DEFAULT_MODEL if model == "default" else Path(model)
+        try:
+            config = json.loads((folder / "config.json").read_text())
+            cache.warm_up(config["music_features"], float(config["fps"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            cache.warm_up()
