@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from dancegen.cli import main
@@ -48,9 +49,38 @@ def test_two_stage_training_writes_loadable_models_and_logs(synthetic: Path, tmp
     music = Music({"fact35": np.zeros((40, 35), np.float32)}, model.fps)
     assert model.generate(music, seed=0).num_frames == 40
 
+    # a variant config fine-tunes the saved model with the actor-critic stage only
+    variant = tmp_path / "ac.yaml"
+    variant.write_text(yaml.safe_dump({"extends": "c.yaml", "model": {"actor_critic": True},
+                                       "training": {"init": str(tmp_path / "run" / "best"), "run_stages": ["ac"],
+                                                    "stages": {"ac": {"max_steps": 2}}}}))
+    assert main(["train", str(variant), "-o", str(tmp_path / "ac"), "-q"]) == 0
+    tuned = load_model(tmp_path / "ac" / "last")
+    assert tuned.actor_critic and tuned.context == 4 and float(tuned.still_speed) > 0
+    assert torch.equal(tuned.upper.quantizer.embedding, model.upper.quantizer.embedding)
+    assert not torch.equal(tuned.gpt.up_head.weight, model.gpt.up_head.weight)
+    assert (tmp_path / "ac" / "logs" / "ac").is_dir() and not (tmp_path / "ac" / "logs" / "vqvae").exists()
+
+
+def test_extends_merges_configs_and_refuses_a_circle(tmp_path: Path):
+    from dancegen.errors import UserError
+    from dancegen.training.train import read_config
+
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"data": {"path": "d"}, "model": {"family": "bailando", "codes": 8},
+                                                     "training": {"stages": {"gpt": {"lr": 1.0, "max_steps": 5}}}}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "a.yaml", "model": {"codes": 16},
+                                                     "training": {"stages": {"gpt": {"lr": 2.0}}}}))
+    config = read_config(tmp_path / "b.yaml")
+    assert config["model"] == {"family": "bailando", "codes": 16}
+    assert config["training"]["stages"]["gpt"] == {"lr": 2.0, "max_steps": 5}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"extends": "b.yaml", "data": {}, "model": {}}))
+    with pytest.raises(UserError, match="circle"):
+        read_config(tmp_path / "b.yaml")
+
 
 @pytest.mark.parametrize("stages, message", [
     ({"polish": {"max_steps": 1}}, "training.stages takes vqvae, gpt"),
+    ({"vqvae": {"max_steps": 1}, "gpt": {"max_steps": 1}, "ac": {"max_steps": 1}}, "training.stages takes vqvae, gpt"),
     ({"gpt": {"max_step": 1}}, "unknown training options in training.stages.gpt: max_step"),
 ])
 def test_bad_stages_are_one_line_errors(synthetic: Path, tmp_path: Path, capsys, stages, message):

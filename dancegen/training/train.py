@@ -93,7 +93,7 @@ def _stages(config_path, model, options: dict, caps: dict) -> list[tuple[str | N
         wrong = set(stage) - (set(TRAINING_DEFAULTS) - {"stages"})
         if wrong:
             raise UserError(config_path, f"unknown training options in training.stages.{name}: {', '.join(sorted(wrong))}")
-    run = options.get("run_stages") or names
+    run = options.get("run_stages") or list(names)
     if not isinstance(run, list) or set(run) - set(names):
         raise UserError(config_path, f"training.run_stages takes a list of {', '.join(names)}")
     return [(name, {**options, **(given.get(name) or {}), **caps}) for name in names if name in run]
