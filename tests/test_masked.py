@@ -18,6 +18,15 @@ TINY = dict(fps=25.0, music_features=["fact35"], music_dims=[35], window=40, ove
             motion_layers=1, music_layers=1, layers=1, dropout=0.0)
 
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on one thread: a second one only waits (and on a busy machine, much longer)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 def tiny(**kw) -> MaskedMotionModel:
     torch.manual_seed(0)
     return MaskedMotionModel(**{**TINY, **kw}).eval()
@@ -118,3 +127,13 @@ def test_train_with_motion_only_data(tmp_path: Path, synthetic, monkeypatch):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     out = train(tmp_path / "c.yaml", tmp_path / "out", progress=False)
     assert (out / "best" / "config.json").is_file() and (out / "last" / "model.safetensors").is_file()
+
+
+def test_interpolation_hint_by_hand():
+    from dancegen.models.masked import interpolate_frames
+
+    x = torch.tensor([[0.0, 9, 9, 9, 4, 9, 9], [9, 9, 2, 9, 9, 9, 9], [9] * 7])[..., None]
+    known = torch.tensor([[1, 0, 0, 0, 1, 0, 0], [0, 0, 1, 0, 0, 0, 0], [0] * 7], dtype=torch.bool)
+    out = interpolate_frames(x, known)[..., 0]
+    assert out[0].tolist() == [0, 1, 2, 3, 4, 4, 4]  # linear between keys, the last key held after
+    assert out[1].tolist() == [2] * 7 and out[2].tolist() == [0] * 7  # one key: held; none: zeros

@@ -20,7 +20,10 @@ Training (`loss`), one task per window, drawn by the stage's task weights:
 - `inbetween`: keyframes every N frames (N in `key_every`), or a context block, a gap and a target
   block (LaFAN1's transitions); everything else masked.
 - `continuation`: the first k frames given (k may be 0: music only), the rest masked.
-The loss is the mean squared error on the chosen (masked) frames. `stages`: `pretrain` (its task
+The loss is the mean squared error on the chosen (masked) frames. With `interpolation_hint` (the
+default), a masked frame's token is the mask token plus the embedding of the linear interpolation
+(in feature space) of the nearest unmasked frames, and the model's output there is a correction
+added to that interpolation: with little training time it starts from the interpolation baseline. `stages`: `pretrain` (its task
 weights, plus motion-only data when the training config names some in `data.extra`), then
 `finetune` (paired data only, its own task weights).
 
@@ -92,6 +95,21 @@ def task_mask(task: str, t: int, key_every: tuple[int, int], generator: torch.Ge
     return masked
 
 
+def interpolate_frames(x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) frames with those not `known` (B, T) linearly interpolated between the nearest known
+    frames (the nearest one's copy before the first and after the last; zeros in a row with none)."""
+    b, t, _ = x.shape
+    index = torch.arange(t, device=x.device).expand(b, t)
+    before = torch.where(known, index, -1).cummax(1).values
+    after = torch.where(known, index, t).flip(1).cummin(1).values.flip(1)
+    x0 = x.gather(1, repeat(before.clamp(min=0), "b t -> b t d", d=x.shape[-1]))
+    x1 = x.gather(1, repeat(after.clamp(max=t - 1), "b t -> b t d", d=x.shape[-1]))
+    w = (index - before).float() / (after - before).clamp(min=1).float()
+    w = torch.where(before < 0, 1.0, torch.where(after >= t, 0.0, w))
+    out = x0 + w[..., None] * (x1 - x0)
+    return torch.where(known.any(1)[:, None, None], out, 0.0)
+
+
 def reference_index(known: torch.Tensor) -> torch.Tensor:
     """(B,) the first given frame of each (B, T) row of `known` (frame 0 when none is given)."""
     return torch.where(known.any(1), known.float().argmax(1), 0)
@@ -111,7 +129,8 @@ class MaskedMotionModel(nn.Module, SavedModel):
                  key_every: tuple[int, int] = (2, 40), stages: tuple[str, ...] = ("pretrain", "finetune"),
                  pretrain_tasks: dict[str, float] | None = None, finetune_tasks: dict[str, float] | None = None,
                  p_no_music: float = 0.1, p_no_style: float = 0.3, use_style: bool = True,
-                 augment_yaw: bool = True, skeleton_offsets: list | None = None, **unused: Any):
+                 augment_yaw: bool = True, interpolation_hint: bool = True, skeleton_offsets: list | None = None,
+                 **unused: Any):
         super().__init__()
         if fusion not in ("features", "sequence"):
             raise ValueError(f"fusion must be features or sequence, got {fusion!r}")
@@ -127,6 +146,7 @@ class MaskedMotionModel(nn.Module, SavedModel):
         self.tasks = self.stage_tasks["finetune" if not self.stages else self.stages[0]]
         self.use_extra = bool(self.stages) and self.stages[0] == "pretrain"  # motion-only data joins pre-training
         self.p_no_music, self.p_no_style, self.use_style, self.augment_yaw = p_no_music, p_no_style, use_style, augment_yaw
+        self.interpolation_hint = interpolation_hint
         self.motion_dim = 3 + 6 * self.skeleton.num_joints
         music_dim = sum(music_dims)
 
@@ -172,7 +192,11 @@ class MaskedMotionModel(nn.Module, SavedModel):
         """Normalised motion (B, T, D) for normalised motion (B, T, D) whose frames at `mask_token`
         (B, T) are unknown, normalised music (B, T, M) present at `has_music` (B, T) and styles (B,)."""
         t = motion.shape[1]
-        h = torch.where(mask_token[..., None], self.mask_token, self.motion_in(motion))
+        if self.interpolation_hint:  # masked frames also see, and correct, the interpolation of the others
+            hint = interpolate_frames(motion, ~mask_token)
+            h = torch.where(mask_token[..., None], self.mask_token + self.motion_in(hint), self.motion_in(motion))
+        else:
+            h = torch.where(mask_token[..., None], self.mask_token, self.motion_in(motion))
         h = self.motion_encoder(h + self.motion_position[:t])
         m = self.music_encoder(self.music_in(music) + self.music_position[:t])
         m = torch.where(has_music[..., None], m, self.no_music + self.music_position[:t])
@@ -181,7 +205,8 @@ class MaskedMotionModel(nn.Module, SavedModel):
         else:
             tokens = torch.cat([h + self.modality[0], m + self.modality[1]], dim=1)
         tokens = self.cross(tokens + self.style(style)[:, None])
-        return self.out(self.norm_out(tokens[:, :t]))
+        out = self.out(self.norm_out(tokens[:, :t]))
+        return torch.where(mask_token[..., None], hint + out, out) if self.interpolation_hint else out
 
     def normalise(self, rot6d: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, D) rot6d frames -> normalised features with x/z relative to each row's first `known`
