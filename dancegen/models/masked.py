@@ -166,7 +166,11 @@ class MaskedMotionModel(nn.Module, SavedModel):
         self.cross = encoder(d_model, heads, ff, layers, dropout)
         self.norm_out = nn.LayerNorm(d_model)
         self.out = nn.Linear(d_model, self.motion_dim)
+        with torch.no_grad():  # untrained, it returns about the interpolation hint (or the mean pose)
+            self.out.weight.mul_(0.1)
+            self.out.bias.zero_()
         self.register_normalisation(self.motion_dim, music_dim)  # filled from training data by `for_data`
+        self.motion_mean[3:] = torch.tensor([1.0, 0, 0, 1, 0, 0]).repeat(self.skeleton.num_joints)  # until then: rest pose
 
     # ---- construction ----------------------------------------------------------------------------
 
