@@ -90,6 +90,13 @@ def _evaluate(args: argparse.Namespace) -> None:
                    cache_dir=args.cache_dir, progress=not args.quiet))
 
 
+def _serve(args: argparse.Namespace) -> None:
+    from .serve import serve
+
+    serve(args.host, args.port, workers=args.workers, models_dir=args.models, data_dir=args.data,
+          max_upload_mb=args.max_upload_mb, max_minutes=args.max_minutes)
+
+
 def _train(args: argparse.Namespace) -> None:
     from .training import train
 
@@ -195,6 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", default="fact35,bailando438", help="comma-separated audio recipes")
     p.add_argument("--cache-dir", default=None, help="feature cache (default: $DANCEGEN_CACHE or ~/.cache/dancegen)")
     p.set_defaults(func=_features)
+
+    p = sub.add_parser("serve", help="a local web app: upload a song, generate, watch in 3D, download BVH/GLB/MP4")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=2, help="dances made at once, one process each (default 2)")
+    p.add_argument("--models", default=None, help="a folder of saved-model folders to offer beside the default")
+    p.add_argument("--data", default=None, help="folder for uploads and outputs (default: a temporary one)")
+    p.add_argument("--max-upload-mb", type=float, default=100, help="largest song file taken (default 100 MB)")
+    p.add_argument("--max-minutes", type=float, default=10, help="longest song taken (default 10 minutes)")
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("demo", help="the main job on the bundled demo song: dancegen generate -o out/demo")
     p.add_argument("-o", "--out", default="out/demo", help="output folder (default out/demo)")
