@@ -198,6 +198,19 @@ def test_bad_job_requests(client: TestClient, body, status, words):
     assert r.status_code == status and words in r.json()["error"], r.text
 
 
+def test_a_local_server_answers_only_to_its_own_names(tmp_path: Path):
+    jobs = Jobs(tmp_path / "data", ThreadPoolExecutor(1), runner=quick_runner, formats=FORMATS)
+    app = create_app(data_dir=tmp_path / "data", jobs=jobs, allowed_hosts=["127.0.0.1", "localhost"])
+    with TestClient(app, base_url="http://127.0.0.1:8000") as ok, TestClient(app, base_url="http://evil.example") as bad:
+        assert ok.get("/").status_code == 200
+        assert bad.get("/").status_code == 400  # DNS rebinding: another site's name pointing here
+
+
+def test_jobs_come_as_json_only(client: TestClient):
+    r = client.post("/api/jobs", content=b'{"song": "demo"}', headers={"content-type": "text/plain"})
+    assert r.status_code == 415  # a form on another site cannot start jobs (JSON needs a CORS preflight)
+
+
 def test_job_lifecycle_and_reload(client: TestClient, tmp_path: Path):
     GATES[41] = gate = threading.Event()
     song = upload(client, DEMO_SONG.read_bytes(), "mine.ogg").json()

@@ -28,8 +28,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, workers: int = 2, models
         raise UserError(models_dir, "no such folder of saved models")
     if data_dir is not None:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
+    loopback = host in ("127.0.0.1", "localhost", "::1")
     app = create_app(models_dir=models_dir, data_dir=data_dir, workers=workers, max_upload_mb=max_upload_mb,
-                     max_minutes=max_minutes)
+                     max_minutes=max_minutes, allowed_hosts=["127.0.0.1", "localhost", "[::1]"] if loopback else None)
     shown = f"[{host}]" if ":" in host else host
     print(f"dancegen serve: open http://{shown}:{port}/ ({workers} worker{'s' * (workers != 1)}, "
           f"models: {', '.join(app.state.models)}); Ctrl-C stops it", flush=True)

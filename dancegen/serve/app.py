@@ -26,6 +26,8 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -90,9 +92,12 @@ def limited(receive, limit: int):
 
 
 def create_app(*, models_dir: str | Path | None = None, data_dir: str | Path | None = None, workers: int = 2,
-               max_upload_mb: float = 100, max_minutes: float = 10, jobs: Jobs | None = None) -> Starlette:
+               max_upload_mb: float = 100, max_minutes: float = 10, jobs: Jobs | None = None,
+               allowed_hosts: list[str] | None = None) -> Starlette:
     """The app. Its files live in `data_dir` (default: a temporary folder removed at shutdown); `jobs`
-    replaces the process pool (tests hand in a thread pool with a quick runner)."""
+    replaces the process pool (tests hand in a thread pool with a quick runner). `allowed_hosts`: the
+    Host headers answered (None: any); a server on 127.0.0.1 takes only its own names, so that a web
+    page elsewhere cannot reach it by DNS rebinding."""
     models = find_models(models_dir)
     own_data = data_dir is None
     data = Path(tempfile.mkdtemp(prefix="dancegen-serve-") if own_data else data_dir).resolve()
@@ -163,6 +168,8 @@ def create_app(*, models_dir: str | Path | None = None, data_dir: str | Path | N
                             status_code=201)
 
     async def submit(request: Request) -> Response:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return error(415, "send the job as JSON (Content-Type: application/json)")  # no cross-site form posts
         try:
             body = await request.json()
         except (ValueError, ClientDisconnect):
@@ -235,7 +242,8 @@ def create_app(*, models_dir: str | Path | None = None, data_dir: str | Path | N
         Route("/api/jobs/{job_id}/files/{fmt}", job_file),
         Route("/api/jobs/{job_id}/view", job_view),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
+    middleware = [] if allowed_hosts is None else [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={HTTPException: http_error, Exception: server_error})
     app.state.data_dir = data
     app.state.songs = songs
