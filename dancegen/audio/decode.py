@@ -25,6 +25,9 @@ from ..errors import UserError, require_file
 MAX_DURATION = 30 * 60.0
 """Refuse to decode more than this many seconds unless `max_duration` is raised (memory, time)."""
 
+FFMPEG_PROBE_SECONDS = 60.0
+"""Time limit of ffmpeg reading a header; decoding may take this plus the audio's duration."""
+
 SILENCE_PEAK = 1e-4
 """Audio whose peak stays below this (-80 dBFS) is treated as silent."""
 
@@ -89,8 +92,16 @@ def _ffmpeg_problem(stderr: bytes) -> str:
     return causes[-1] if causes else summary
 
 
+def _run_ffmpeg(path: Path, cmd: list[str], seconds: float) -> subprocess.CompletedProcess:
+    """ffmpeg with a time limit: a file crafted to make it spin is an error, not a hang."""
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        raise UserError(path, f"ffmpeg did not finish reading it within {seconds:g} s (damaged file?)") from None
+
+
 def _probe_ffmpeg(path: Path) -> AudioInfo:
-    r = subprocess.run([_ffmpeg(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True)
+    r = _run_ffmpeg(path, [_ffmpeg(), "-nostdin", "-hide_banner", "-i", str(path)], FFMPEG_PROBE_SECONDS)
     text = r.stderr.decode("utf-8", "replace")
     stream = re.search(r"Stream #\S+.*?: Audio: .*?(\d+) Hz, ([^,]+)", text)
     if stream is None:
@@ -144,7 +155,7 @@ def _read_ffmpeg(path: Path, info: AudioInfo, offset: float, duration: float) ->
         cmd += ["-ss", f"{offset:.6f}"]
     cmd += ["-t", f"{duration:.6f}"]
     cmd += ["-f", "f32le", "-ac", str(info.channels), "-ar", f"{sr:g}", "-"]
-    r = subprocess.run(cmd, capture_output=True)
+    r = _run_ffmpeg(path, cmd, FFMPEG_PROBE_SECONDS + duration)  # decoding runs far faster than real time
     if r.returncode != 0 or not r.stdout:
         raise UserError(path, f"audio could not be decoded (ffmpeg: {_ffmpeg_problem(r.stderr)})")
     y = np.frombuffer(r.stdout, dtype=np.float32)

@@ -124,14 +124,19 @@ def _numbers_after(text: bytes, key: bytes) -> tuple[np.ndarray, int] | None:
     """The numbers of one array-valued key, and how many '[' it opens; None if not plainly there."""
     if text.count(key) != 1:
         return None
-    start = text.index(b":", text.index(key)) + 1
+    start = text.find(b":", text.index(key)) + 1
+    if start == 0:  # no colon after the key: not plainly there
+        return None
     end = text.find(b'"', start)  # the next key (these values hold no strings)
     value = text[start:len(text) if end < 0 else end].rstrip(b" \t\r\n,}")
     if value.count(b"[") != value.count(b"]"):
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # numpy's note on unparsed trailing text
-        numbers = np.fromstring(value.translate(_NO_BRACKETS).decode("ascii", "replace"), sep=",")
+        try:
+            numbers = np.fromstring(value.translate(_NO_BRACKETS).decode("ascii", "replace"), sep=",")
+        except ValueError:  # numpy >= 2 refuses text it cannot read (null, a string): the json module reports it
+            return None
     return numbers, value.count(b"[")
 
 
@@ -321,7 +326,15 @@ def load_sequence(folder: str | Path, *, fix_height_drift: bool = True, song_req
     markers = read_markers(folder)
     if fix_height_drift:
         markers = remove_height_drift(markers)
-    motion, _ = motion_from_markers(markers)
+    with np.errstate(all="ignore"):
+        try:
+            motion, _ = motion_from_markers(markers)
+        except (ValueError, np.linalg.LinAlgError):  # scipy refuses a null frame (coincident markers)
+            motion = None
+    if motion is None or not (np.isfinite(motion.rotations).all() and np.isfinite(motion.root_translation).all()
+                              and np.isfinite(motion.skeleton.offsets).all()):
+        raise UserError(folder / "skeletons.json", "its markers make no body to solve (coincident or collinear "
+                                                   "hip and shoulder markers in some frame)")
     song = folder / "audio.mp3"
     if not song.is_file():
         if song_required:

@@ -40,6 +40,8 @@ Styles (genre codes of ``dance_styles.txt``) are in `STYLES`.
 from __future__ import annotations
 
 import re
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +202,7 @@ def read_take(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise UserError(path, f"not a readable npz file ({e})") from None
     missing = [k for k in ("motion", "motion_columns", "audio_feats", "audio_columns") if k not in arrays]
     if missing:
@@ -224,7 +226,9 @@ def _fps(path: Path, arrays: dict[str, np.ndarray]) -> float:
         try:
             fps = float(arrays["fps"])
         except (TypeError, ValueError):
-            raise UserError(path, f"fps is {arrays['fps']!r}, not a number") from None
+            value = arrays["fps"]
+            raise UserError(path, f"fps is not one number (an array of shape {np.shape(value)} and dtype "
+                                  f"{getattr(value, 'dtype', type(value).__name__)})") from None
     elif "motion_time_s" in arrays and len(arrays["motion_time_s"]) > 1:
         fps = 1.0 / float(np.median(np.diff(arrays["motion_time_s"])))
     else:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,10 @@ def _numpy_dtype_class(module: str, name: str):
 
 
 class _NumpyUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
-    """Pure-Python unpickler that resolves only the guarded numpy globals above."""
+    """Pure-Python unpickler that resolves only the guarded numpy globals above. Arrays of Python
+    objects are refused too (plain data only); the inert joblib reader allows them."""
+
+    object_arrays = False
 
     def find_class(self, module: str, name: str):
         found = _NUMPY_GLOBALS.get((module, name)) or _numpy_dtype_class(module, name)
@@ -137,6 +141,8 @@ class _NumpyUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         inst = self.stack[-1]
         if type(inst) is np.ndarray or isinstance(inst, np.dtype):
             inst.__setstate__(_plain_state(state))
+            if type(inst) is np.ndarray and inst.dtype.hasobject and not self.object_arrays:
+                raise _Refused("it holds an array of Python objects, not of numbers")
         else:
             raise _Refused(f"it sets the state of a {type(inst).__name__}")
 
@@ -178,6 +184,12 @@ def _plain_state(state):
     return state
 
 
+# What a damaged or crafted pickle makes the pure-Python unpickler raise (struct.error: an opcode's
+# argument cut short; RecursionError: numpy's setstate on absurd nesting; OverflowError: huge sizes).
+_UNREADABLE = (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+               UnicodeDecodeError, MemoryError, struct.error, OverflowError, RecursionError)
+
+
 def load_array_pickle(path: str | os.PathLike) -> Any:
     """Load a pickle of plain data and numpy arrays without running code from it.
 
@@ -189,8 +201,7 @@ def load_array_pickle(path: str | os.PathLike) -> Any:
             return _NumpyUnpickler(f).load()
     except _Refused as e:
         raise UserError(path, f"refusing to load this pickle: {e}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-            AttributeError, UnicodeDecodeError, MemoryError) as e:
+    except _UNREADABLE as e:
         raise UserError(path, f"not a readable pickle of arrays ({type(e).__name__}: {e})") from None
 
 
@@ -254,6 +265,8 @@ def find_inert(tree: Any, fullname: str) -> list[Inert]:
 
 class _InertUnpickler(_NumpyUnpickler):
     """Numpy globals are guarded as above; every other global becomes an `Inert` class."""
+
+    object_arrays = True  # joblib's pipelines hold them; their items went through this unpickler
 
     def __init__(self, file, depth: int = 0):
         super().__init__(file)
@@ -335,6 +348,5 @@ def load_inert_joblib(path: str | os.PathLike) -> Any:
             return _InertUnpickler(f).load()
     except _Refused as e:
         raise UserError(path, f"refusing to load this pickle: {e}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-            AttributeError, UnicodeDecodeError, MemoryError) as e:
+    except _UNREADABLE as e:
         raise UserError(path, f"not a readable joblib file ({type(e).__name__}: {e})") from None
