@@ -267,6 +267,19 @@ def test_queue_is_bounded(tmp_path: Path):
         assert c.post("/api/jobs", json={"song": "demo", "seed": 42}).status_code == 202
 
 
+def test_serve_command_errors_are_one_line(tmp_path: Path, capsys):
+    from dancegen.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["serve", "--port", str(busy.getsockname()[1])]) == 2
+    assert "Address already in use); try another --port" in capsys.readouterr().err
+    assert main(["serve", "--models", str(tmp_path / "nope")]) == 2
+    assert "no such folder of saved models" in capsys.readouterr().err
+    assert main(["serve", "--workers", "0"]) == 2
+
+
 # ---- the upload endpoint fuzzed: every answer a 4xx JSON error or a song; no 500; no file elsewhere
 
 FUZZ_EXAMPLES = int(os.environ.get("DANCEGEN_FUZZ_EXAMPLES", "150"))
