@@ -264,9 +264,9 @@ class Jobs:
     def shutdown(self) -> None:
         """Cancel the waiting jobs and stop the running ones (their workers are terminated)."""
         workers = list((getattr(self.executor, "_processes", None) or {}).values())  # shutdown forgets them
-        self.executor.shutdown(wait=False, cancel_futures=True)
         for process in workers:  # Python 3.14 has ProcessPoolExecutor.terminate_workers() for this
             process.terminate()
+        self.executor.shutdown(wait=True, cancel_futures=True)  # quick: the workers are gone
 
 
 class QueueFull(Exception):
