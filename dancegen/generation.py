@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import json
 import math
 import multiprocessing
@@ -88,6 +90,8 @@ def generate_dance(song: str | os.PathLike | None = None, *, model: str | DanceM
     music = Music(features, dancer.fps, song=song, start=start, style=style)
     if seed_motion is not None and not isinstance(seed_motion, Motion):
         seed_motion = read_seed_motion(seed_motion)
+    if "key_poses" in controls and "key_poses" not in inspect.signature(dancer.generate).parameters:
+        raise UserError(model, f"the {dancer.name} model cannot place key poses on the beats (a diffusion model can)")
     motion = dancer.generate(music, seed_motion=seed_motion, length=frames, seed=seed, style=style, **controls)
     if abs(motion.duration - frames / dancer.fps) > 0.5 / motion.fps:  # the MP3 must span the dance exactly
         mp3 = None
@@ -298,12 +302,12 @@ def generate_many(songs: list[str | os.PathLike], out: str | os.PathLike, *, mod
     `options` as for `generate_dance` (seed, style, start, duration, seed_motion, temperature ...)."""
     from concurrent.futures import as_completed
 
-    from .models import check_model
-
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise UserError(None, f"unknown output format {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
-    if model != "default":
+    if model != "default" and not (Path(model) / "config.json").is_file():
+        from .models import check_model  # loads torch: the workers will be spawned, not forked
+
         check_model(model)
     paths, out = song_files(songs), Path(out)
     results: dict[Path, SongResult] = {}
@@ -362,12 +366,12 @@ def generate_many(songs: list[str | os.PathLike], out: str | os.PathLike, *, mod
 
 def _warm_up(model: str) -> None:
     """librosa's numba kernels compiled here once, so that the workers do not compile them side by side."""
-    from .audio import cache
+    from .audio.cache import warm_up
 
-    if hasattr(cache, "warm_up"):
-        folder = DEFAULT_MODEL if model == "default" else Path(model)
-        try:
-            config = json.loads((folder / "config.json").read_text())
-            cache.warm_up(config["music_features"], float(config["fps"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            cache.warm_up()
+    folder = DEFAULT_MODEL if model == "default" else Path(model)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        recipes, fps = [str(r) for r in config["music_features"]], float(config["fps"])
+    except (OSError, ValueError, KeyError, TypeError):  # a registered model's name: the usual recipes
+        recipes, fps = ["fact35", "bailando438"], 25.0
+    warm_up(recipes, fps)

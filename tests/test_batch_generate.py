@@ -136,3 +136,17 @@ def test_outputs_exist_needs_every_format(tmp_path: Path):
     assert outputs_exist(song, tmp_path, ("bvh",)) and not outputs_exist(song, tmp_path, ("bvh", "npz"))
     (tmp_path / "a.b.smpl.pkl").write_text("x")  # a format with a double suffix
     assert outputs_exist(song, tmp_path, ("bvh", "smpl")) and not outputs_exist(Path("a.wav"), tmp_path, ("bvh",))
+
+
+def test_prepare_reruns_reuse_unchanged_sequences(synthetic: Path, tmp_path: Path):
+    """`dancegen prepare` on a dataset folder already resumes: a rerun redoes only what changed."""
+    from dancegen.data.prepare import prepare
+
+    out, cache = tmp_path / "prepared", tmp_path / "cache"
+    first = prepare("synthetic", synthetic, out, recipes=("fact35",), jobs=1, cache_dir=cache, progress=False)
+    assert first["prepared_now"] == 7
+    again = prepare("synthetic", synthetic, out, recipes=("fact35",), jobs=1, cache_dir=cache, progress=False)
+    assert again["prepared_now"] == 0 and again["sequences"] == first["sequences"]
+    write_song(synthetic / "seq3.wav", seconds=4.0, pitch=500)  # one song changed
+    third = prepare("synthetic", synthetic, out, recipes=("fact35",), jobs=1, cache_dir=cache, progress=False)
+    assert third["prepared_now"] == 1
