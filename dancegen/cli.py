@@ -115,6 +115,10 @@ def _generate(args: argparse.Namespace) -> None:
         torch.set_default_device(args.device)
     formats = tuple(f for f in args.formats.split(",") if f)
     controls = {} if args.temperature is None else {"temperature": args.temperature}
+    if args.key_poses:
+        from .generation import read_seed_motion
+
+        controls.update(key_poses=read_seed_motion(args.key_poses), key_beats=args.key_beats)
     options = dict(seed=args.seed, style=args.style, start=args.start, duration=args.duration,
                    seed_motion=args.seed_motion, **controls)
     if len(args.songs) > 1 or any(Path(s).is_dir() for s in args.songs):
@@ -187,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature of a probabilistic model: higher, more varied dances (default: "
                         "the model's own)")
+    p.add_argument("--key-poses", default=None,
+                   help="a .bvh or .npz whose frames are poses for the dance to strike on the beats, in turn "
+                        "(a diffusion model; Beat-It's beat-aware key frames)")
+    p.add_argument("--key-beats", type=int, default=4, help="with --key-poses: a pose on every Nth beat (default 4)")
     p.add_argument("--formats", default="bvh,npz,mp4,html", help="comma-separated outputs of bvh,npz,mp4,html,glb,smpl")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--jobs", type=int, default=None,

@@ -110,3 +110,71 @@ def test_a_few_steps_on_real_windows_lower_the_loss(real_dance):
     before = fixed_loss(model, batch)
     train_steps(model, batch, 25, 3e-3)
     assert fixed_loss(model, batch) < 0.7 * before
+
+
+def test_fill_keeps_key_frames_and_known_joints_exactly():
+    from dancegen.models.bailando import LOWER_JOINTS
+
+    model = tiny()
+    rot6d = motion_to_rot6d(synthetic_motion(0, 77))
+    keys = np.zeros(77, bool)
+    keys[[0, 20, 45, 76]] = True
+    out = model.fill(rot6d, keys, music(77).features["fact35"], "waltz")
+    assert out.shape == rot6d.shape
+    assert np.array_equal(out[keys], rot6d[keys])  # root and every rotation at the keys
+    assert not np.allclose(out[~keys, 3:], rot6d[~keys, 3:], atol=1e-3)  # the rest is generated
+    # keep the upper body (and the root's path) at every frame, generate the legs, without music
+    joints = np.ones((77, 24), bool)
+    joints[:, list(LOWER_JOINTS)] = False
+    out = model.fill(rot6d, joints, None)
+    leg_columns = np.concatenate([np.arange(3 + 6 * j, 9 + 6 * j) for j in LOWER_JOINTS])
+    kept = np.setdiff1d(np.arange(rot6d.shape[1]), leg_columns)
+    assert np.array_equal(out[:, kept], rot6d[:, kept])
+    assert not np.allclose(out[:, leg_columns], rot6d[:, leg_columns], atol=1e-3)
+
+
+def test_bend_passes_through_the_known_frames_linearly():
+    from dancegen.models.diffusion import bend
+
+    error = np.array([[1.0], [9.0], [9.0], [3.0], [9.0]])
+    known = np.array([True, False, False, True, False])
+    assert np.allclose(bend(error, known)[:, 0], [1, 5 / 3, 7 / 3, 3, 3])
+    assert not bend(error, np.zeros(5, bool)).any()
+
+
+def test_key_poses_land_on_every_nth_beat():
+    from dancegen.models import Music
+    from dancegen.motion.rotations import axis_angle_to_matrix
+
+    model = tiny(floor_radius=None)
+    song = music(120)
+    song.features["fact35"][:, 34] = 0
+    song.features["fact35"][10::12, 34] = 1  # a beat every 12 frames from frame 10
+    poses = synthetic_motion(5, 3)
+    motion = model.generate(song, seed=0, key_poses=poses, key_beats=2)
+    for i, frame in enumerate((10, 34, 58, 82, 106)):  # every second beat, the poses in turn
+        got = axis_angle_to_matrix(torch.from_numpy(motion.rotations[frame, 1:]))
+        want = axis_angle_to_matrix(torch.from_numpy(poses.rotations[i % 3, 1:]))
+        assert torch.allclose(got, want, atol=1e-4), frame
+    assert not np.allclose(motion.rotations[22, 1:], poses.rotations[0, 1:], atol=1e-2)
+    beats = Music(song.features, song.fps, beats=np.array([0.4, 2.0]))  # given beat times win
+    assert model._key_pose_frames(beats, song.features["fact35"], 120, 1).tolist() == [10, 50]
+
+
+def test_key_poses_from_the_command_line(tmp_path: Path, capsys):
+    import soundfile as sf
+
+    from dancegen.cli import main
+    from dancegen.motion import Motion
+
+    sr = 22050
+    t = np.arange(4 * sr) / sr
+    sf.write(tmp_path / "song.wav", (0.5 * np.sin(2 * np.pi * 440 * t) * (np.mod(t, 0.5) < 0.05)).astype(np.float32), sr)
+    synthetic_motion(1, 2).save(tmp_path / "poses.npz")
+    tiny().save(tmp_path / "model")
+    args = ["generate", str(tmp_path / "song.wav"), "-o", str(tmp_path / "out"), "--formats", "npz", "-q",
+            "--key-poses", str(tmp_path / "poses.npz"), "--key-beats", "1"]
+    assert main([*args, "--model", str(tmp_path / "model")]) == 0
+    assert Motion.load(tmp_path / "out" / "song.npz").num_frames > 50
+    assert main(args) == 2  # the bundled bailando model places no key poses
+    assert "cannot place key poses" in capsys.readouterr().err

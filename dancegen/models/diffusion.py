@@ -21,8 +21,16 @@ Sampling: DDIM (eta = 0, so the seed's noise fixes the dance) with a few steps. 
 windows overlapping by `overlap` frames, denoised together in chunks of `chunk` windows; after every
 step their clean estimates are averaged where they overlap with weights that fade at window edges
 (MultiDiffusion, Bar-Tal et al. 2023; EDGE in-paints each window's first half from its predecessor
-instead), so the dance is continuous and memory is flat in the song's length. Known frames (a seed
-motion to continue) replace the estimate after every step, EDGE's in-painting.
+instead), so the dance is continuous and memory is flat in the song's length. Known values replace
+the estimate after every step, EDGE's in-painting; that serves three tasks:
+
+- continuation: the last frames of a seed motion (`generate(seed_motion=…)`);
+- in-painting (`fill`): key frames (`dancegen inbetween --model FOLDER`) or some joints at every frame,
+  e.g. keep the upper body and generate the legs (`dancegen inbetween --keep-joints upper`). The
+  root's path is generated as steps, so afterwards it is bent, linearly between the frames whose root
+  is known, to pass exactly through them;
+- beat-aware key poses, after Beat-It (Huang et al. 2024): `generate(key_poses=MOTION)` places the
+  given poses on every `key_beats`-th music beat, in turn, and generates the dance around them.
 
 Written by hand: no maintained library implements this model; the rotations, kinematics and
 transformer pieces are roma's and torch's.
@@ -255,9 +263,12 @@ class DiffusionModel(nn.Module, SavedModel):
                guidance: float | None = None, progress: bool = False) -> torch.Tensor:
         """Normalised features (T, D) for normalised music (T, M) of any length T.
 
-        `known` (K, D) with `mask` (K, D) bool fixes the masked values of the first K frames (in-painting).
+        `known` (K, D) with `mask` (K, D) bool fixes the masked values of the first K frames (in-painting;
+        K may be the whole length). `music` None: no music (the null music token everywhere).
         """
         steps, guidance = steps or self.sample_steps, self.guidance if guidance is None else guidance
+        silent = music.isnan().all()
+        music = torch.nan_to_num(music)
         frames, w, o = len(music), self.window, self.overlap
         stride = w - o
         n = max(1, math.ceil((frames - o) / stride))
@@ -268,7 +279,8 @@ class DiffusionModel(nn.Module, SavedModel):
         weight = torch.zeros(total).index_add_(0, index, ramp.repeat(n))[:, None]
         chunks = [slice(i, min(i + self.chunk, n)) for i in range(0, n, self.chunk)]
         windows = music[index].reshape(n, w, -1)
-        tokens = [self.net.encode_music(windows[c]) for c in chunks]
+        tokens = [self.net.null_music.expand(len(windows[c]), -1, -1) if silent
+                  else self.net.encode_music(windows[c]) for c in chunks]
         styles = torch.full((n,), style, dtype=torch.long) if self.use_style else torch.zeros(n, dtype=torch.long)
 
         ab = self.alphas_cumprod
@@ -288,19 +300,83 @@ class DiffusionModel(nn.Module, SavedModel):
             x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
         return x[:frames]
 
+    def _columns(self, known: np.ndarray) -> torch.Tensor:
+        """(T,) known frames or (T, J) known joints -> (T, D) known feature columns. A frame's root
+        height is known with joint 0; its step (dx, dz) only when the previous frame's root is known too."""
+        known = torch.as_tensor(np.asarray(known, dtype=bool))
+        joints = known[:, None].expand(-1, self.skeleton.num_joints) if known.ndim == 1 else known
+        root = joints[:, 0]
+        step = root & torch.cat([torch.zeros(1, dtype=torch.bool), root[:-1]])
+        return torch.cat([root[:, None], step[:, None], step[:, None], joints.repeat_interleave(6, dim=1)], dim=1)
+
+    def fill(self, rot6d: np.ndarray, known: np.ndarray, music: np.ndarray | None = None,
+             style: str | None = None, *, seed: int = 0, steps: int | None = None) -> np.ndarray:
+        """rot6d frames (T, 3 + 6J) at the model's fps with what `known` marks kept and the rest generated:
+        `known` (T,) bool marks whole frames (key frames), (T, J) single joints at single frames (e.g. the
+        upper body at every frame). `music`: the model's un-normalised music features (T, M), or None
+        (none; rows of NaN: none there). Known rotations and known root positions come back exactly
+        (the generated root path is bent linearly between the frames whose root is known)."""
+        rot6d = torch.as_tensor(np.asarray(rot6d, dtype=np.float32))
+        frames = len(rot6d)
+        columns = self._columns(known)
+        x = (rot6d_to_features(torch.cat([rot6d[:1], rot6d])) - self.motion_mean) / self.motion_std
+        music = torch.full((frames, sum(self.music_dims)), float("nan")) if music is None \
+            else torch.as_tensor(np.asarray(music, dtype=np.float32))[:frames]
+        music = F.pad(self.normalise_music(music), (0, 0, 0, frames - len(music)), value=float("nan"))
+        was_training = self.training
+        self.eval()
+        out = self.sample(music, style=style_id(style) if self.use_style else 0, known=x, mask=columns,
+                          generator=torch.Generator().manual_seed(int(seed)), steps=steps)
+        self.train(was_training)
+        root, rotations = features_to_pose(out * self.motion_std + self.motion_mean, rot6d[0, [0, 2]])
+        root_known = columns[:, 0].numpy()
+        root[:, [0, 2]] += torch.from_numpy(bend(rot6d[:, [0, 2]].numpy() - root[:, [0, 2]].numpy(), root_known))
+        result = torch.cat([root, matrix_to_6d(rotations).flatten(1)], dim=1)
+        keep = torch.cat([columns[:, :1].expand(-1, 3), columns[:, 3:]], dim=1)
+        return torch.where(keep, rot6d, result).numpy()
+
+    def _key_pose_frames(self, music: Music, feats: np.ndarray, frames: int, key_beats: int) -> np.ndarray:
+        """Frames (model fps) of every `key_beats`-th music beat: `music.beats`, else fact35's beat column."""
+        if music.beats is not None:
+            beats = np.round(np.asarray(music.beats) * self.fps).astype(int)
+        elif "fact35" in self.music_features:
+            column = sum(self.music_dims[:self.music_features.index("fact35")]) + 34
+            beats = np.flatnonzero(feats[:, column] > 0.5)
+        else:
+            raise ValueError("key poses land on beats: give music.beats or use fact35")
+        beats = beats[(beats > 0) & (beats < frames)]
+        return beats[::max(1, int(key_beats))]
+
     def generate(self, music: Music, *, seed_motion: Motion | None = None, length: int | None = None,
                  seed: int = 0, style: str | None = None, steps: int | None = None, guidance: float | None = None,
-                 progress: bool = False, **controls: Any) -> Motion:
-        """A dance for `music`; `style` ("auto", or one of STYLES) defaults to `music.style`."""
+                 key_poses: Motion | None = None, key_beats: int = 4, progress: bool = False,
+                 **controls: Any) -> Motion:
+        """A dance for `music`; `style` ("auto", or one of STYLES) defaults to `music.style`. `key_poses`:
+        poses (the frames of a Motion on this skeleton) the dance strikes in turn on every `key_beats`-th
+        beat (Beat-It's beat-aware key frames: pose, not place, so the root's x/z stays free)."""
         length, out_frames, feats = self.music_input(music, length)
-        feats = torch.from_numpy(feats[:out_frames])
+        raw = feats[:out_frames]
+        feats = torch.from_numpy(raw)
         feats = F.pad(self.normalise_music(feats), (0, 0, 0, out_frames - len(feats)))
         known = mask = start = None
+        if key_poses is not None:
+            at = self._key_pose_frames(music, raw, out_frames, key_beats)
+            poses = torch.from_numpy(motion_to_rot6d(key_poses))  # its frames are poses; its fps does not matter
+            known = torch.zeros(out_frames, self.motion_dim)
+            mask = torch.zeros(out_frames, self.motion_dim, dtype=torch.bool)
+            chosen_poses = poses[np.arange(len(at)) % len(poses)]
+            features = rot6d_to_features(torch.cat([chosen_poses[:, None], chosen_poses[:, None]], dim=1))[:, 0]
+            known[at] = (features - self.motion_mean) / self.motion_std
+            mask[at, 0] = True  # the root's height and every joint's rotation; not the step
+            mask[at, 3:] = True
         if seed_motion is not None:
             seed_feats = torch.from_numpy(motion_to_rot6d(seed_motion.resample(self.fps))[-(self.overlap + 1):])
-            known = (rot6d_to_features(seed_feats) - self.motion_mean) / self.motion_std
-            mask = torch.ones_like(known, dtype=torch.bool)
-            feats = torch.cat([torch.zeros(len(known), feats.shape[1]), feats])
+            seed_known = (rot6d_to_features(seed_feats) - self.motion_mean) / self.motion_std
+            seed_mask = torch.ones_like(seed_known, dtype=torch.bool)
+            if known is not None:
+                seed_known, seed_mask = torch.cat([seed_known, known]), torch.cat([seed_mask, mask])
+            known, mask = seed_known, seed_mask
+            feats = torch.cat([torch.zeros(len(seed_feats) - 1, feats.shape[1]), feats])
             start = seed_feats[-1, [0, 2]]
         chosen = music.style if style is None else style
         generator = torch.Generator().manual_seed(int(seed))
@@ -309,14 +385,25 @@ class DiffusionModel(nn.Module, SavedModel):
         x = self.sample(feats, style=style_id(chosen), generator=generator, known=known, mask=mask, steps=steps,
                         guidance=guidance, progress=progress)
         self.train(was_training)
-        if known is not None:
-            x = x[len(known):]
+        if seed_motion is not None:
+            x = x[len(x) - out_frames:]
         x = x * self.motion_std + self.motion_mean
         if self.floor_radius:
             x = keep_on_floor(x, self.floor_radius, self.fps)
         root, rotations = features_to_pose(x, start)
         motion = Motion(self.fps, self.skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
         return self.at_music_rate(motion, music, length)
+
+
+def bend(error: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """A correction (T, C) that is `error` (T, C) at the `known` (T,) frames, linear between them and
+    constant before the first and after the last (zero when none is known): added to a generated root
+    path, the path passes through the known positions and stays smooth between them."""
+    frames = np.flatnonzero(known)
+    if len(frames) == 0:
+        return np.zeros_like(error)
+    t = np.arange(len(error))
+    return np.stack([np.interp(t, frames, error[frames, c]) for c in range(error.shape[1])], axis=1).astype(error.dtype)
 
 
 def keep_on_floor(features: torch.Tensor, radius: float, fps: float, turn_rate: float = 0.8) -> torch.Tensor:
