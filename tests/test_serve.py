@@ -44,7 +44,7 @@ def quick_runner(job_dir: str, song: str, model: str, options: dict, formats: tu
     gate = GATES.get(options.get("seed"))
     write_text(Path(job_dir) / "progress.json", json.dumps({"stage": "dancing", "fraction": 0.5, "files": {}}))
     if gate is not None:
-        gate.wait(10)
+        gate.wait(60)
     files = {}
     for fmt in formats:
         write_text(Path(job_dir) / "out" / f"song.{fmt}", f"{fmt} of {Path(song).name}\n")
@@ -220,8 +220,8 @@ def test_job_lifecycle_and_reload(client: TestClient, tmp_path: Path):
     assert job["state"] in ("queued", "running") and job["song"] == "mine.ogg" and job["files"] == {}
     running = wait_for(client, job["id"], states=("running",))
     assert running["stage"] == "dancing" and running["fraction"] == 0.5
-    with TestClient(client.app) as reloaded:  # a reloaded page asks by the id in its URL
-        assert reloaded.get(f"/api/jobs/{job['id']}").json()["state"] == "running"
+    reloaded = TestClient(client.app)  # a reloaded page (a new connection) asks by the id in its URL
+    assert reloaded.get(f"/api/jobs/{job['id']}").json()["state"] == "running"
     gate.set()
     done = wait_for(client, job["id"])
     assert done["state"] == "done" and done["seconds"] == 2.0 and done["seed"] == 41
