@@ -1,7 +1,10 @@
 """Generation speed of models on this CPU: seconds to dance a song whose features already exist.
 
     .venv/bin/python benchmarks/generation_speed.py [--model default] [--model PATH ...] [--seconds 180]
-        [--steps 5,10,20]
+        [--steps 5,10,20] [--config configs/diffusion.yaml ...]
+
+`--config` times an untrained model of a training config's size (random weights: speed does not
+depend on them), for a family with no trained model at hand.
 
 Music features are random numbers of the right shape (speed does not depend on them). Prints one
 row per model (per number of DDIM steps for a diffusion model): the best of `--repeats` runs,
@@ -21,9 +24,22 @@ import torch
 from dancegen.models import Music, load_model
 
 
+def untrained(config_path: str):
+    """A model with random weights built from a training config's `model` section (fact35 dims)."""
+    from dancegen.models.base import _MODELS
+    from dancegen.training.train import read_config
+
+    config = dict(read_config(config_path)["model"])
+    family = config.pop("family")
+    dims = {"fact35": 35, "bailando438": 438}
+    return _MODELS[family](**config, music_dims=[dims[f] for f in config.get("music_features", ["fact35"])]).eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", default=None, help="model name or folder (repeatable)")
+    parser.add_argument("--config", action="append", default=[], help="a training config: time an untrained "
+                        "model of its size (repeatable)")
     parser.add_argument("--seconds", type=float, default=180.0, help="song length (default 180)")
     parser.add_argument("--steps", default=None, help="comma-separated DDIM step counts (default: the model's)")
     parser.add_argument("--guidance", type=float, default=None)
@@ -35,8 +51,8 @@ def main() -> None:
     print(f"{args.seconds:g}-s song, {torch.get_num_threads()} torch threads, best of {args.repeats}\n")
     print("| model | family | parameters | DDIM steps | seconds | dance frames/s | × real time | s per s of dance |\n"
           "|---|---|---|---|---|---|---|---|")
-    for name in args.model or ["default"]:
-        model = load_model(name)
+    for name in (args.model or ([] if args.config else ["default"])) + args.config:
+        model = untrained(name) if name.endswith(".yaml") else load_model(name)
         frames = int(args.seconds * model.fps)
         rng = np.random.default_rng(0)
         music = Music({f: rng.normal(size=(frames, d)).astype(np.float32)
@@ -54,7 +70,7 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
             best = min(times)
             label = ("/".join(Path(name).parts[-2:]) if Path(name).name in ("best", "last") else Path(name).name) \
-                if Path(name).is_dir() else name
+                if Path(name).is_dir() else f"{Path(name).name} (untrained)" if name.endswith(".yaml") else name
             print(f"| {label} | {model.name} | {model.num_parameters / 1e6:.2f} M | {n or '–'} | {best:.2f} | "
                   f"{frames / best:.0f} | {args.seconds / best:.0f} | {best / args.seconds:.4f} |")
 
