@@ -470,6 +470,16 @@ def test_the_app_in_chromium(server: str, browser, tmp_path: Path):
     errors = watch_console(page)
     page.goto(server + "/")
     page.wait_for_selector("body[data-ready='1']", timeout=90_000)
+    page.set_input_files("#file", {"name": "notes.mp3", "mimeType": "audio/mpeg", "buffer": b"not a song"})
+    page.wait_for_function("document.getElementById('song-note').classList.contains('bad')", timeout=30_000)
+    assert "notes.mp3 was refused: not an audio file" in page.inner_text("#song-note")
+    for _ in range(50):  # the browser's own console line for the refused upload, and no other
+        if errors:
+            break
+        page.wait_for_timeout(100)
+    assert errors == ["console error: Failed to load resource: the server responded with a status of 415 "
+                      "(Unsupported Media Type)"], errors
+    errors.clear()
     page.set_input_files("#file", str(DEMO_SONG))
     page.wait_for_function("document.getElementById('song-note').textContent.includes('is ready')", timeout=30_000)
     page.select_option("#style", "waltz")
