@@ -202,7 +202,9 @@ def read_take(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as e:
+        # zipfile: NotImplementedError for a compression method or zip version it lacks, RuntimeError
+        # for an encrypted member
         raise UserError(path, f"not a readable npz file ({e})") from None
     missing = [k for k in ("motion", "motion_columns", "audio_feats", "audio_columns") if k not in arrays]
     if missing:
@@ -224,7 +226,10 @@ def read_take(path: str | Path) -> dict[str, np.ndarray]:
 def _fps(path: Path, arrays: dict[str, np.ndarray]) -> float:
     if "fps" in arrays:
         try:
-            fps = float(arrays["fps"])
+            value = np.asarray(arrays["fps"])
+            if value.size != 1:
+                raise ValueError("not one value")
+            fps = float(value.reshape(()))
         except (TypeError, ValueError):
             value = arrays["fps"]
             raise UserError(path, f"fps is not one number (an array of shape {np.shape(value)} and dtype "
