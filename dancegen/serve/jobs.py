@@ -66,10 +66,9 @@ def start_worker(threads: int, lock: str) -> None:
     from ..audio import cache
 
     torch.set_num_threads(max(1, threads))
-    if hasattr(cache, "warm_up"):
-        with open(lock, "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            cache.warm_up()
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        cache.warm_up()
 
 
 def _model(folder: str):
