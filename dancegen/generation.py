@@ -258,10 +258,16 @@ _WORKER: dict = {}
 
 
 def _start_worker(model: str, device: str, threads: int | None) -> None:
-    """A pool worker: torch on `threads` threads (the pool shares the cores), the model loaded once."""
+    """A pool worker: torch on `threads` threads (the pool shares the cores), the model loaded once.
+    Ctrl-C is the command's to handle: a worker ignores SIGINT and is terminated by it."""
+    import signal
+
     import torch
 
     from .models import load_model
+
+    if threads:  # a pool worker, not the command itself
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     if threads:
         torch.set_num_threads(threads)
@@ -348,7 +354,7 @@ def generate_many(songs: list[str | os.PathLike], out: str | os.PathLike, *, mod
         for attempt in range(2):  # a worker that dies (killed, out of memory) breaks the pool: one more try
             pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
                                        initargs=(model, device, max(1, cores // jobs)))
-            with pool:
+            try:
                 futures = {pool.submit(_one_song, song, out, formats, dict(options)): song for song in todo}
                 broken = []
                 for future in as_completed(futures):
@@ -356,6 +362,13 @@ def generate_many(songs: list[str | os.PathLike], out: str | os.PathLike, *, mod
                         done(future.result())
                     except BrokenProcessPool:
                         broken.append(futures[future])
+            except BaseException:  # Ctrl-C: shutting down would let the workers finish the whole queue
+                workers = list((getattr(pool, "_processes", None) or {}).values())
+                pool.shutdown(wait=False, cancel_futures=True)
+                for process in workers:
+                    process.terminate()
+                raise
+            pool.shutdown()
             todo = sorted(broken, key=paths.index)
             if not todo:
                 break

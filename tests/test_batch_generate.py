@@ -150,3 +150,33 @@ def test_prepare_reruns_reuse_unchanged_sequences(synthetic: Path, tmp_path: Pat
     write_song(synthetic / "seq3.wav", seconds=4.0, pitch=500)  # one song changed
     third = prepare("synthetic", synthetic, out, recipes=("fact35",), jobs=1, cache_dir=cache, progress=False)
     assert third["prepared_now"] == 1
+
+
+def test_ctrl_c_stops_the_pool_at_once(model: Path, tmp_path: Path):
+    """Ctrl-C ends the batch within seconds: the queued songs are cancelled and the workers
+    terminated (a pool's shutdown alone would let them dance through the whole queue first)."""
+    import os
+    import signal
+    import time
+
+    first = write_song(tmp_path / "songs" / "song00.wav")
+    for i in range(1, 40):
+        (tmp_path / "songs" / f"song{i:02}.wav").write_bytes(first.read_bytes())
+    out = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-m", "dancegen.cli", "generate", str(tmp_path / "songs"), "-o", str(out),
+                              "--model", str(model), "--jobs", "2", *OPTIONS], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             # its own process group, with Python's SIGINT handler (a background job's is ignored)
+                             preexec_fn=lambda: (os.setsid(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
+    try:
+        assert child.stdout.readline().startswith("[1/40] ")  # the pool is at work
+        os.killpg(child.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
+        started = time.time()
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode == 130 and "interrupted" in err and time.time() - started < 20
+    assert len(list(out.glob("*.npz"))) < 40
+    left = subprocess.run(["ps", "-o", "pid=", "-g", str(child.pid)], capture_output=True, text=True).stdout.split()
+    assert not left, f"workers left running: {left}"
