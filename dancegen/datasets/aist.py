@@ -105,6 +105,9 @@ def load_motion(path: str | Path) -> Motion:
 
 
 def _numeric(path: Path, key: str, value) -> np.ndarray:
+    # float64 would drop an imaginary part with only a warning
+    if isinstance(value, (np.ndarray, np.generic, complex)) and np.iscomplexobj(value):
+        raise UserError(path, f"{key} holds complex numbers, not real ones")
     try:
         arr = np.array(value, dtype=np.float64)  # a copy: pickled buffers may be read-only
     except (TypeError, ValueError):
