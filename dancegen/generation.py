@@ -268,8 +268,6 @@ def _start_worker(model: str, device: str, threads: int | None) -> None:
 
     if threads:  # a pool worker, not the command itself
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    if threads:
         torch.set_num_threads(threads)
     if device != "cpu":
         torch.set_default_device(device)
@@ -351,7 +349,7 @@ def generate_many(songs: list[str | os.PathLike], out: str | os.PathLike, *, mod
         # only while torch is not loaded here (the command's case), else fresh processes
         fork = "torch" not in sys.modules and "fork" in multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if fork else "spawn")
-        for attempt in range(2):  # a worker that dies (killed, out of memory) breaks the pool: one more try
+        for _ in range(2):  # a worker that dies (killed, out of memory) breaks the pool: one more try
             pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
                                        initargs=(model, device, max(1, cores // jobs)))
             try:
