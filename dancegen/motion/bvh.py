@@ -123,11 +123,15 @@ def _bvh_name(name: str, j: int) -> str:
     return clean or f"joint{j}"
 
 
-def _frame_values(motion: Motion, scale: float) -> np.ndarray:
-    """(T, 6 + 3 (J-1)) channel values in the order the hierarchy declares them (depth first)."""
+def _frame_values(motion: Motion, scale: float, chunk: int = 4096) -> np.ndarray:
+    """(T, 6 + 3 (J-1)) channel values in the order the hierarchy declares them (depth first).
+    Rotations convert `chunk` frames at a time: an hour's (T, J, 3, 3) matrices would hold gigabytes."""
     skeleton = motion.skeleton
-    matrices = axis_angle_to_matrix(torch.from_numpy(motion.rotations.astype(np.float64)))
-    euler = matrix_to_euler(matrices, _EULER_ORDER, degrees=True).numpy()  # (T, J, 3) as Z, X, Y
+    rotations = motion.rotations.astype(np.float64)
+    euler = np.concatenate([  # (T, J, 3) as Z, X, Y
+        matrix_to_euler(axis_angle_to_matrix(torch.from_numpy(rotations[i:i + chunk])), _EULER_ORDER,
+                        degrees=True).numpy() for i in range(0, len(rotations), chunk)
+    ]) if len(rotations) else np.zeros((0, skeleton.num_joints, 3))
     root_position = (motion.root_translation.astype(np.float64) + skeleton.offsets[0]) * scale
     columns = []
     for j in _depth_first(skeleton):
