@@ -410,6 +410,26 @@ def test_motorica_npz_takes(data: bytes):
     read_case("motorica npz", "take.npz", data, motorica.read_take)
 
 
+def _motion_npz() -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        Motion(30.0, smpl_skeleton(), np.zeros((4, 3)), np.zeros((4, 24, 3))).save(Path(tmp) / "m.npz")
+        return (Path(tmp) / "m.npz").read_bytes()
+
+
+MOTION_NPZ = _motion_npz()
+
+
+@st.composite
+def motion_npz(draw) -> bytes:
+    """dancegen's own motion npz (a --seed-motion or --key-poses file), often damaged."""
+    return mutate(MOTION_NPZ, draw(EDITS)) if draw(st.booleans()) else draw(st.binary(max_size=400))
+
+
+@given(motion_npz())
+def test_motion_npz_reader(data: bytes):
+    read_case("motion npz", "dance.npz", data, Motion.load)
+
+
 # --- audio -----------------------------------------------------------------------------------
 
 def _audio_samples() -> dict[str, bytes]:

@@ -8,6 +8,7 @@ Joint positions come from forward kinematics.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,8 +106,9 @@ class Motion:
             with np.load(path, allow_pickle=False) as z:
                 skeleton = Skeleton(tuple(str(n) for n in z["joint_names"]), tuple(z["parents"]), z["offsets"])
                 motion = cls(float(z["fps"]), skeleton, z["root_translation"], z["rotations"])
-        except (OSError, KeyError, ValueError) as e:
-            raise UserError(path, f"not a dancegen motion file ({e})") from None
+        except (OSError, KeyError, ValueError, TypeError, IndexError, EOFError, zipfile.BadZipFile,
+                NotImplementedError) as e:  # a damaged or odd zip: numpy and zipfile raise all of these
+            raise UserError(path, f"not a dancegen motion file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
         if not (np.isfinite(motion.rotations).all() and np.isfinite(motion.root_translation).all()):
             raise UserError(path, "motion holds NaN or infinite values")
         return motion
