@@ -20,7 +20,8 @@ Training (`loss`), one task per window, drawn by the stage's task weights:
 - `inbetween`: keyframes every N frames (N in `key_every`), or a context block, a gap and a target
   block (LaFAN1's transitions); everything else masked.
 - `continuation`: the first k frames given (k may be 0: music only), the rest masked.
-The loss is the mean squared error on the chosen (masked) frames. With `interpolation_hint` (the
+The loss is the mean squared error on the chosen (masked) frames (with `inbetween_scores: between`,
+only the masked frames between an in-betweening window's first and last key). With `interpolation_hint` (the
 default), a masked frame's token is the mask token plus the embedding of the linear interpolation
 (in feature space) of the nearest unmasked frames, and the model's output there is a correction
 added to that interpolation: with little training time it starts from the interpolation baseline. `stages`: `pretrain` (its task
@@ -129,8 +130,8 @@ class MaskedMotionModel(nn.Module, SavedModel):
                  key_every: tuple[int, int] = (2, 40), stages: tuple[str, ...] = ("pretrain", "finetune"),
                  pretrain_tasks: dict[str, float] | None = None, finetune_tasks: dict[str, float] | None = None,
                  p_no_music: float = 0.1, p_no_style: float = 0.3, use_style: bool = True,
-                 augment_yaw: bool = True, interpolation_hint: bool = True, skeleton_offsets: list | None = None,
-                 **unused: Any):
+                 augment_yaw: bool = True, interpolation_hint: bool = True, inbetween_scores: str = "all",
+                 skeleton_offsets: list | None = None, **unused: Any):
         super().__init__()
         if fusion not in ("features", "sequence"):
             raise ValueError(f"fusion must be features or sequence, got {fusion!r}")
@@ -146,7 +147,7 @@ class MaskedMotionModel(nn.Module, SavedModel):
         self.tasks = self.stage_tasks["finetune" if not self.stages else self.stages[0]]
         self.use_extra = bool(self.stages) and self.stages[0] == "pretrain"  # motion-only data joins pre-training
         self.p_no_music, self.p_no_style, self.use_style, self.augment_yaw = p_no_music, p_no_style, use_style, augment_yaw
-        self.interpolation_hint = interpolation_hint
+        self.interpolation_hint, self.inbetween_scores = interpolation_hint, inbetween_scores
         self.motion_dim = 3 + 6 * self.skeleton.num_joints
         music_dim = sum(music_dims)
 
@@ -239,6 +240,9 @@ class MaskedMotionModel(nn.Module, SavedModel):
             if names[k] != "bert":
                 masked = task_mask(names[k], t, self.key_every, generator)
                 chosen[i], zeroed[i], randomised[i] = masked, masked, False
+                if names[k] == "inbetween" and self.inbetween_scores == "between":
+                    given = torch.nonzero(~masked)[:, 0]  # score only the frames between the first and last key
+                    chosen[i, :given.min()] = chosen[i, given.max():] = False
         return chosen, zeroed, randomised
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
