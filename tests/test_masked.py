@@ -138,3 +138,13 @@ def test_interpolation_hint_by_hand():
     out = interpolate_frames(x, known)[..., 0]
     assert out[0].tolist() == [0, 1, 2, 3, 4, 4, 4]  # linear between keys, the last key held after
     assert out[1].tolist() == [2] * 7 and out[2].tolist() == [0] * 7  # one key: held; none: zeros
+
+
+def test_inbetween_windows_scored_between_their_keys():
+    model = tiny(inbetween_scores="between", finetune_tasks={"inbetween": 1.0})
+    model.set_stage("finetune")
+    chosen, zeroed, _ = model.corrupt(torch.zeros(64, 40, 147), torch.Generator().manual_seed(0))
+    for c, z in zip(chosen, zeroed):
+        given = torch.nonzero(~z)[:, 0]
+        scored = torch.nonzero(c)[:, 0]
+        assert (scored > given.min()).all() and (scored < given.max()).all() and z[scored].all()
