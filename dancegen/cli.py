@@ -100,7 +100,8 @@ def _serve(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from .training import train
 
-    train(args.config, args.out, max_minutes=args.max_minutes, max_steps=args.max_steps, progress=not args.quiet)
+    train(args.config, args.out, max_minutes=args.max_minutes, max_steps=args.max_steps, progress=not args.quiet,
+          resume=args.resume)
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -245,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed or stopped run from OUT/checkpoints (finished stages are skipped)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("inbetween", help="keep a dance's key poses and generate the frames between them")

@@ -4,6 +4,10 @@ A family's model is an `nn.Module` with `loss(batch, generator=None) -> loss or 
 `windows() -> (inputs, outputs)` in `WindowDataset` terms and `save(folder)`. Training keeps an
 exponential moving average of the weights; validation and the saved model use the average, and
 `LogSamples` puts a dance of the averaged model into TensorBoard at every validation.
+
+Under DDP every process keeps the same average (its weights are the same after each step: DDP averages
+the gradients); the EMA is a submodule, so it is in every training checkpoint. Files are written by
+rank 0 only (`trainer.is_global_zero`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..data import WindowDataset
 
@@ -46,11 +50,17 @@ class WindowDataModule(L.LightningDataModule):
         self.val_set = StyledWindows(self.root, "val", self.inputs, self.outputs, self.val_stride)
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                          generator=generator)
+        """`batch_size` windows per process. One shuffled order per epoch from `seed`, dealt out to the
+        processes (rank r takes every world-size-th window from r), so that the global batch of a run on
+        N processes is the batch of a one-process run with N × `batch_size`."""
+        trainer = self.trainer
+        sampler = DistributedSampler(self.train_set, num_replicas=trainer.world_size if trainer else 1,
+                                     rank=trainer.global_rank if trainer else 0, shuffle=True, seed=self.seed,
+                                     drop_last=True)  # Lightning calls set_epoch at every epoch
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
+        """Every process validates on all of the (small) validation set: the same loss on every rank."""
         return DataLoader(self.val_set, batch_size=self.batch_size)
 
 
@@ -87,8 +97,8 @@ class TrainingModule(L.LightningModule):
         self.ema.eval()  # Lightning puts every submodule back in training mode after validation
         generator = torch.Generator().manual_seed(batch_idx)  # the same noise at every validation
         loss, terms = self._split(self.ema.loss(batch, generator=generator))
-        self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["style"]))
-        self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=len(batch["style"]))
+        self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["style"]), sync_dist=True)
+        self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=len(batch["style"]), sync_dist=True)
 
     def configure_optimizers(self):
         trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -108,7 +118,8 @@ class TrainingModule(L.LightningModule):
 
 
 class SaveModel(L.Callback):
-    """Saves the EMA model to OUT/best whenever the validation loss improves, and to OUT/last at the end."""
+    """Saves the EMA model to OUT/best whenever the validation loss improves, and to OUT/last at the end;
+    from rank 0 only. The best loss so far is part of a training checkpoint (`state_dict`)."""
 
     def __init__(self, out: Path):
         self.out, self.best = Path(out), math.inf
@@ -119,10 +130,18 @@ class SaveModel(L.Callback):
             return
         if float(loss) < self.best:
             self.best = float(loss)
-            module.ema.save(self.out / "best")
+            if trainer.is_global_zero:
+                module.ema.save(self.out / "best")
 
     def on_train_end(self, trainer: L.Trainer, module: TrainingModule) -> None:
-        module.ema.save(self.out / "last")
+        if trainer.is_global_zero:
+            module.ema.save(self.out / "last")
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = float(state["best"])
 
 
 class LogSamples(L.Callback):
@@ -146,7 +165,8 @@ class LogSamples(L.Callback):
         from ..render.figure import Figure
         from ..render.frames import FrameDrawer
 
-        if trainer.sanity_checking or trainer.logger is None or not hasattr(module.ema, "generate"):
+        if trainer.sanity_checking or trainer.logger is None or not trainer.is_global_zero \
+                or not hasattr(module.ema, "generate"):
             return
         motion = module.ema.generate(self.music, length=self.length, seed=0)
         positions = motion.positions()

@@ -13,7 +13,11 @@ Relative paths are relative to the current directory. `training.init: FOLDER` st
 model's weights, `training.run_stages: [ac]` runs only the named stages of a multi-stage family
 (e.g. fine-tune a trained bailando with its actor-critic stage). The data are prepared from `source` when
 `path` holds no prepared dataset. OUT receives logs/ (TensorBoard), best/ (the EMA model with the
-lowest validation loss) and last/ (the EMA model at the end), each a folder `load_model` reads.
+lowest validation loss) and last/ (the EMA model at the end), each a folder `load_model` reads, and
+checkpoints/STAGE/ (every `checkpoint_every` steps, default `val_every`) for `--resume`.
+
+`accelerator`, `devices`, `num_nodes`, `strategy` and `precision` go to Lightning's Trainer (e.g. gpu, 4,
+1, ddp, bf16-mixed); `batch_size` is per process. docs/training.md has the options and the launches.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from ..errors import UserError
 TRAINING_DEFAULTS = {"seed": 0, "batch_size": 64, "train_stride": 4, "val_stride": 50, "max_steps": 10000,
                      "max_minutes": None, "lr": 4e-4, "weight_decay": 0.01, "warmup_steps": 200,
                      "ema_decay": 0.999, "val_every": 250, "grad_clip": 1.0, "threads": None, "stages": None,
-                     "init": None, "run_stages": None}
+                     "init": None, "run_stages": None, "checkpoint_every": None,
+                     "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "32-true"}
 
 
 def _merged(base: dict, changes: dict) -> dict:
@@ -116,21 +121,52 @@ def init_weights(model, folder: str | os.PathLike) -> None:
         print(f"starting from {folder}; newly initialised: {', '.join(sorted({k.split('.')[0] for k in missing}))}")
 
 
-def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, *,
-          max_minutes: float | None = None, max_steps: int | None = None, progress: bool = True) -> Path:
-    """Train the model the config describes; returns OUT (holding best/, last/ and logs/)."""
+def _trainer(out: Path, stage: str | None, options: dict, callbacks: list, progress: bool, resumed_step: int | None):
+    """The Lightning Trainer of one stage: devices, nodes, strategy and precision from the options."""
     import lightning as L
-    import torch
     from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
+    from .checkpoints import AtomicCheckpointIO, Checkpoints
+
+    minutes, every = options["max_minutes"], options["checkpoint_every"] or options["val_every"]
+    # resumed: TensorBoard drops what the killed run logged after the checkpoint, so the curve continues
+    logger = TensorBoardLogger(out, name="logs", version=stage, default_hp_metric=False,
+                               **({"purge_step": resumed_step + 1} if resumed_step is not None else {}))
+    return L.Trainer(
+        accelerator=options["accelerator"], devices=options["devices"], num_nodes=options["num_nodes"],
+        strategy=options["strategy"], precision=options["precision"], max_steps=options["max_steps"],
+        max_time={"minutes": minutes} if minutes else None, logger=logger, plugins=[AtomicCheckpointIO()],
+        callbacks=[*callbacks, Checkpoints(out / "checkpoints" / (stage or "train"), every),
+                   LearningRateMonitor("step")] + ([TQDMProgressBar(refresh_rate=10)] if progress else []),
+        val_check_interval=min(options["val_every"], options["max_steps"]),
+        check_val_every_n_epoch=None, num_sanity_val_steps=0, use_distributed_sampler=False,
+        gradient_clip_val=options["grad_clip"], log_every_n_steps=min(10, every), enable_checkpointing=False,
+        enable_progress_bar=progress, enable_model_summary=progress,
+        deterministic=True if options["accelerator"] == "cpu" else "warn",
+    )
+
+
+def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, *,
+          max_minutes: float | None = None, max_steps: int | None = None, progress: bool = True,
+          resume: bool = False) -> Path:
+    """Train the model the config describes; returns OUT (holding best/, last/, logs/ and checkpoints/).
+    `resume` continues from OUT/checkpoints: finished stages are loaded, the current one continues from
+    its newest good checkpoint."""
+    import lightning as L
+    import torch
+
     from ..models.base import _MODELS
+    from .checkpoints import newest_good
     from .lightning import LogSamples, SaveModel, TrainingModule, WindowDataModule
 
     config = read_config(config_path)
     options = {**TRAINING_DEFAULTS, **(config.get("training") or {})}
     caps = {k: v for k, v in (("max_minutes", max_minutes), ("max_steps", max_steps)) if v is not None}
     out = Path(out or config.get("out") or Path("runs") / Path(config_path).stem)
+    if not resume and any((out / "checkpoints").glob("*/*.ckpt")):
+        raise UserError(out / "checkpoints", "holds an earlier run's checkpoints: add --resume to continue it, "
+                                             "or train into another folder")
     model_config = dict(config["model"])
     family = model_config.pop("family", None)
     if family not in _MODELS or not hasattr(_MODELS[family], "for_data"):
@@ -138,6 +174,9 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
     if options["threads"]:
         torch.set_num_threads(int(options["threads"]))
 
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not (Path(config["data"]["path"]) / "dataset.json").is_file():
+        raise UserError(config["data"]["path"], "no prepared dataset here: run `dancegen prepare` before "
+                                                "starting several processes (torchrun, srun), so they do not all prepare it")
     data = prepared_data(config["data"], progress)
     L.seed_everything(options["seed"], workers=True, verbose=False)
     model = _MODELS[family].for_data(data, **model_config)
@@ -160,32 +199,31 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
             model.set_stage(stage)
             if hasattr(model, "before_stage"):
                 model.before_stage(stage, data)  # e.g. bailando measures what its actor-critic reward needs
-            if progress:
-                print(f"stage {stage}: up to {stage_options['max_steps']} steps"
-                      + (f" or {stage_options['max_minutes']:.0f} min" if stage_options["max_minutes"] else ""))
         module = TrainingModule(model, lr=stage_options["lr"], weight_decay=stage_options["weight_decay"],
                                 warmup_steps=stage_options["warmup_steps"], max_steps=stage_options["max_steps"],
                                 ema_decay=stage_options["ema_decay"])
-        minutes = stage_options["max_minutes"]
-        trainer = L.Trainer(
-            accelerator="cpu", devices=1, max_steps=stage_options["max_steps"],
-            max_time={"minutes": minutes} if minutes else None,
-            logger=TensorBoardLogger(out, name="logs", version=stage, default_hp_metric=False),
-            callbacks=[SaveModel(out), LearningRateMonitor("step"), samples]
-            + ([TQDMProgressBar(refresh_rate=10)] if progress else []),
-            val_check_interval=min(stage_options["val_every"], stage_options["max_steps"]),
-            check_val_every_n_epoch=None, num_sanity_val_steps=0,
-            gradient_clip_val=stage_options["grad_clip"], log_every_n_steps=10, enable_checkpointing=False,
-            enable_progress_bar=progress, enable_model_summary=progress, deterministic=True,
-        )
-        trainer.logger.log_hyperparams({"family": family, "stage": stage or "", **model.config,
-                                        **{k: v for k, v in stage_options.items() if k != "stages"}})
-        trainer.fit(module, datamodule=datamodule)
+        folder = out / "checkpoints" / (stage or "train")
+        found = newest_good(folder) if resume else None
+        if found and found[0].name == "final.ckpt":  # finished before: its weights, no training
+            module.load_state_dict(found[1]["state_dict"])
+            if progress:
+                print(f"stage {stage or 'train'}: finished earlier ({found[0]})")
+        else:
+            if progress:
+                print((f"stage {stage}: " if stage else "") + f"up to {stage_options['max_steps']} steps"
+                      + (f" or {stage_options['max_minutes']:.0f} min" if stage_options["max_minutes"] else "")
+                      + (f", resuming from {found[0]} (step {found[1]['global_step']})" if found else ""))
+            trainer = _trainer(out, stage, stage_options, [SaveModel(out), samples], progress,
+                               found[1]["global_step"] if found else None)
+            trainer.logger.log_hyperparams({"family": family, "stage": stage or "", **model.config,
+                                            **{k: v for k, v in stage_options.items() if k != "stages"}})
+            trainer.fit(module, datamodule=datamodule, ckpt_path=found[0] if found else None, weights_only=True)
+            trainer.save_checkpoint(folder / "final.ckpt", weights_only=False)  # done: a resumed run skips it
         model.load_state_dict(module.ema.state_dict())  # the next stage starts from the averaged weights
         if stage is not None and hasattr(model, "after_stage"):
             model.after_stage(stage, data)  # e.g. bailando counts each style's codes once its codebooks exist
-    if progress:
-        print(f"trained {family} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) for "
-              f"{trainer.global_step} steps in {(time.time() - started) / 60:.1f} min; saved {out / 'best'} and "
-              f"{out / 'last'}; logs in {out / 'logs'}")
+    if progress and int(os.environ.get("RANK", 0)) == 0:
+        print(f"trained {family} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) in "
+              f"{(time.time() - started) / 60:.1f} min; saved {out / 'best'} and "
+              f"{out / 'last'}; logs in {out / 'logs'}; resumable from {out / 'checkpoints'}")
     return out
