@@ -65,6 +65,7 @@ def test_a_killed_run_resumes_and_loses_nothing_beyond_its_last_checkpoint(prepa
     assert not (run / "checkpoints" / "gpt" / "final.ckpt").exists(), "the run finished before it was killed"
     killed_at = max(read_checkpoint(p)["global_step"] for p in step_checkpoints(run / "checkpoints" / "gpt"))
     assert 4 <= killed_at < 16
+    time.sleep(1)  # TensorBoard orders event files by the second in their names: the resumed run's comes after
 
     assert main(["train", str(config), "-o", str(run), "-q", "--resume"]) == 0
     assert main(["train", str(config), "-o", str(tmp_path / "whole"), "-q"]) == 0  # never interrupted

@@ -174,7 +174,7 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
     if options["threads"]:
         torch.set_num_threads(int(options["threads"]))
 
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not (Path(config["data"]["path"]) / "dataset.json").is_file():
+    if int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1) > 1 and not (Path(config["data"]["path"]) / "dataset.json").is_file():
         raise UserError(config["data"]["path"], "no prepared dataset here: run `dancegen prepare` before "
                                                 "starting several processes (torchrun, srun), so they do not all prepare it")
     data = prepared_data(config["data"], progress)
