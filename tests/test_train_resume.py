@@ -116,11 +116,17 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(prepared, tm
 def test_no_good_checkpoint_means_starting_the_stage_over(tmp_path: Path, capsys):
     (tmp_path / "step=00000002.ckpt").write_bytes(b"")
     (tmp_path / "step=00000004.ckpt").write_bytes(b"PK\x03\x04 not really a zip")
-    torch.save({"state_dict": {}, "global_step": 0, "code": [1]}, tmp_path / "other.ckpt")
+    torch.save({"state_dict": {}, "global_step": 6, "object": Unpicklable()}, tmp_path / "step=00000006.ckpt")
+    (tmp_path / ".step=00000008.ckpt.x1y2z3.tmp.ckpt").write_bytes(b"PK")  # a write the kill cut short
     assert newest_good(tmp_path) is None
     err = capsys.readouterr().err.splitlines()
-    assert [line.split(": ")[0] for line in err] == [str(tmp_path / "step=00000004.ckpt"),
-                                                     str(tmp_path / "step=00000002.ckpt")]
+    assert [line.split(": ")[0] for line in err] == [str(tmp_path / f"step=0000000{i}.ckpt") for i in (6, 4, 2)]
+    assert "objects other than tensors" in err[0] and "truncated" in err[1] and "truncated" in err[2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"step=0000000{i}.ckpt" for i in (2, 4, 6)]
+
+
+class Unpicklable:
+    """An object `torch.load(weights_only=True)` refuses (a class, where only tensors and plain data may be)."""
 
 
 def test_checkpoints_of_an_earlier_run_need_resume(prepared, tmp_path: Path, capsys):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 import lightning as L
@@ -60,10 +61,14 @@ def step_checkpoints(folder: Path) -> list[Path]:
 
 def read_checkpoint(path: Path) -> dict:
     """A checkpoint's content without unpickling code; raises ValueError with a one-line reason."""
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut one has no central directory
+        raise ValueError("truncated or not a checkpoint: no complete zip archive")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a damaged file fails in many ways (zip, pickle, EOF); each means "not usable"
-        raise ValueError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
+        if "Weights only load failed" in str(e):
+            raise ValueError("holds objects other than tensors and plain data, refused unread") from None
+        raise ValueError(str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__) from None
     if not isinstance(state, dict) or "state_dict" not in state or "global_step" not in state:
         raise ValueError("not a Lightning training checkpoint")
     return state
