@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from test_train import write_config
 
 from dancegen.cli import main
+from dancegen.models import load_model
 from dancegen.training.checkpoints import newest_good, read_checkpoint, step_checkpoints
 from dancegen.training.train import prepared_data
 
@@ -53,6 +55,9 @@ def prepared(synthetic: Path, tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
 def test_a_killed_run_resumes_and_loses_nothing_beyond_its_last_checkpoint(prepared, tmp_path: Path):
     stages = {"vqvae": {"max_steps": 4, "lr": 1e-3}, "gpt": {"max_steps": 16}}
     config = write_config(tmp_path / "c.yaml", *prepared, stages=stages, checkpoint_every=4, val_every=8)
+    written = yaml.safe_load(config.read_text())  # no dropout, no random style or start-token drops: the
+    written["model"].update(dropout=0.0, p_no_style=0.0, p_start=0.0)  # GPT's steps depend on the data only
+    config.write_text(yaml.safe_dump(written))
     run = tmp_path / "run"
     child = subprocess.Popen([sys.executable, "-m", "dancegen.cli", "train", str(config), "-o", str(run), "-q"],
                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -75,12 +80,16 @@ def test_a_killed_run_resumes_and_loses_nothing_beyond_its_last_checkpoint(prepa
         assert read_checkpoint(tmp_path / "whole" / "checkpoints" / stage / "final.ckpt")["global_step"] == steps
     # the finished VQ-VAE stage was not trained again: one TensorBoard event file, from the first run
     assert len(list((run / "logs" / "vqvae").glob("events.*"))) == 1
-    # the loss curve continues: every step the uninterrupted run logged, once, in order; up to the
-    # checkpoint the same values (same seed, deterministic), what the killed run logged after it dropped
+    # the loss curve continues: every step the uninterrupted run logged, once, in order (what the killed
+    # run logged after its checkpoint is dropped), with the same values: the resumed run's batches are
+    # the uninterrupted run's (the loader's place in the epoch is in the checkpoint), and on CPU without
+    # dropout the steps are deterministic; the final weights' average is the same too
     resumed, whole = logged(run, "gpt"), logged(tmp_path / "whole", "gpt")
-    assert [s for s, _ in resumed] == [s for s, _ in whole]
-    before = [(s, v) for s, v in resumed if s <= killed_at]
-    assert before and before == [(s, v) for s, v in whole if s <= killed_at]
+    assert any(s > killed_at for s, _ in resumed) and resumed == whole
+    a, b = load_model(run / "last").state_dict(), load_model(tmp_path / "whole" / "last").state_dict()
+    # (measured: equal to 5e-7, float32 rounding: the first run's steps ran in another process)
+    assert all(torch.allclose(a[k].float(), b[k].float(), rtol=0, atol=1e-5) for k in a)
+    # validation at the same steps (its value after the resume differed by 1e-4 relative: not explained yet)
     assert [s for s, _ in logged(run, "gpt", "val/loss")] == [s for s, _ in logged(tmp_path / "whole", "gpt", "val/loss")]
     # at most two step checkpoints per stage, each readable; no temporary or damaged file anywhere
     assert not leftovers(run) and all(len(step_checkpoints(d)) <= 2 for d in (run / "checkpoints").iterdir())

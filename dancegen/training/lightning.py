@@ -38,6 +38,32 @@ class StyledWindows(Dataset):
         return {**self.windows[i], "style": self.styles[self.windows.index[i][0]]}
 
 
+class EpochSampler(DistributedSampler):
+    """`DistributedSampler` (one shuffle per epoch from the seed, dealt out to the ranks) that can start
+    its next epoch `skip` windows in: where a resumed run left off."""
+
+    skip = 0
+
+    def __iter__(self):
+        indices, self.skip = list(super().__iter__())[self.skip:], 0
+        return iter(indices)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose place in the epoch is part of a Lightning checkpoint (Lightning saves a loader's
+    `state_dict`): a resumed run skips the batches the epoch had trained on, as an uninterrupted run would."""
+
+    def __init__(self, *args, trainer: L.Trainer | None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.trainer = trainer
+
+    def state_dict(self) -> dict:  # one optimiser step a batch: the steps since the epoch began
+        return {"batches_done": self.trainer.global_step % len(self) if self.trainer else 0}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.skip = int(state["batches_done"]) * self.batch_size
+
+
 class WindowDataModule(L.LightningDataModule):
     def __init__(self, root: str | Path, inputs: dict, outputs: dict, *, batch_size: int = 64,
                  train_stride: int = 4, val_stride: int = 50, seed: int = 0):
@@ -54,10 +80,11 @@ class WindowDataModule(L.LightningDataModule):
         processes (rank r takes every world-size-th window from r), so that the global batch of a run on
         N processes is the batch of a one-process run with N × `batch_size`."""
         trainer = self.trainer
-        sampler = DistributedSampler(self.train_set, num_replicas=trainer.world_size if trainer else 1,
-                                     rank=trainer.global_rank if trainer else 0, shuffle=True, seed=self.seed,
-                                     drop_last=True)  # Lightning calls set_epoch at every epoch
-        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True)
+        sampler = EpochSampler(self.train_set, num_replicas=trainer.world_size if trainer else 1,
+                               rank=trainer.global_rank if trainer else 0, shuffle=True, seed=self.seed,
+                               drop_last=True)  # Lightning calls set_epoch at every epoch
+        return ResumableLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True,
+                               trainer=trainer)
 
     def val_dataloader(self) -> DataLoader:
         """Every process validates on all of the (small) validation set: the same loss on every rank."""
