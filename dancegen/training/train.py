@@ -203,21 +203,21 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
                                 warmup_steps=stage_options["warmup_steps"], max_steps=stage_options["max_steps"],
                                 ema_decay=stage_options["ema_decay"])
         folder = out / "checkpoints" / (stage or "train")
-        found = newest_good(folder) if resume else None
-        if found and found[0].name == "final.ckpt":  # finished before: its weights, no training
-            module.load_state_dict(found[1]["state_dict"])
+        path, state = (newest_good(folder) if resume else None) or (None, None)
+        if path and path.name == "final.ckpt":  # finished before: its weights, no training
+            module.load_state_dict(state["state_dict"])
             if progress:
-                print(f"stage {stage or 'train'}: finished earlier ({found[0]})")
+                print(f"stage {stage or 'train'}: finished earlier ({path})")
         else:
+            step, state = state and state["global_step"], None  # (Lightning reads the checkpoint itself)
             if progress:
                 print((f"stage {stage}: " if stage else "") + f"up to {stage_options['max_steps']} steps"
                       + (f" or {stage_options['max_minutes']:.0f} min" if stage_options["max_minutes"] else "")
-                      + (f", resuming from {found[0]} (step {found[1]['global_step']})" if found else ""))
-            trainer = _trainer(out, stage, stage_options, [SaveModel(out), samples], progress,
-                               found[1]["global_step"] if found else None)
+                      + (f", resuming from {path} (step {step})" if path else ""))
+            trainer = _trainer(out, stage, stage_options, [SaveModel(out), samples], progress, step)
             trainer.logger.log_hyperparams({"family": family, "stage": stage or "", **model.config,
                                             **{k: v for k, v in stage_options.items() if k != "stages"}})
-            trainer.fit(module, datamodule=datamodule, ckpt_path=found[0] if found else None, weights_only=True)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=path, weights_only=True)
             trainer.save_checkpoint(folder / "final.ckpt", weights_only=False)  # done: a resumed run skips it
         model.load_state_dict(module.ema.state_dict())  # the next stage starts from the averaged weights
         if stage is not None and hasattr(model, "after_stage"):
