@@ -112,8 +112,12 @@ class TrainingModule(L.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in terms.items()})
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        decay = min(self.ema_decay, (1 + self.global_step) / (10 + self.global_step))
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The step, then the average: before any callback's `on_train_batch_end`, so that a checkpoint
+        written there holds the average of this step (callbacks' hooks run before the module's)."""
+        super().optimizer_step(*args, **kwargs)
+        step = self.global_step + 1  # Lightning counts this step once the hook returns
+        decay = min(self.ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.model.parameters()):
                 e.lerp_(p, 1 - decay)
