@@ -153,9 +153,11 @@ def _inbetween(args: argparse.Namespace) -> None:
             keys = [int(k) for k in args.keys.split(",") if k.strip()]
         except ValueError:
             raise UserError(None, f"--keys takes frame numbers separated by commas, got {args.keys!r}") from None
+    if args.every is None and keys is None and args.keep_joints is None:
+        raise UserError(args.motion, "give --every N, --keys I,J,… or --keep-joints")
     motion, key_frames, written = inbetween_file(
         args.motion, args.out, every=args.every, keys=keys, song=args.song, start=args.start, model=args.model,
-        style=args.style, formats=tuple(f for f in args.formats.split(",") if f), progress=not args.quiet)
+        style=args.style, keep_joints=args.keep_joints, formats=tuple(f for f in args.formats.split(",") if f), progress=not args.quiet)
     print(f"{Path(args.motion).name}: {motion.num_frames} frames ({motion.duration:.1f} s) through {len(key_frames)} "
           f"keyframes{f' to {Path(args.song).name}' if args.song else ''} in {time.time() - started:.1f} s: "
           + ", ".join(str(p) for p in written))
@@ -252,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inbetween", help="keep a dance's key poses and generate the frames between them")
     p.add_argument("motion", help="a dance, .bvh or dancegen .npz, on the SMPL skeleton")
-    keys = p.add_mutually_exclusive_group(required=True)
+    keys = p.add_mutually_exclusive_group()
     keys.add_argument("--every", type=int, default=None, help="keep frames 0, N, 2N, … and the last")
     keys.add_argument("--keys", default=None, help="keep these frames: comma-separated frame numbers from 0")
     p.add_argument("-o", "--out", required=True, help="output folder")
@@ -261,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="out/masked/best",
                    help="a saved masked model folder, or interpolation (default: out/masked/best)")
     p.add_argument("--style", default=None, help="a style the model knows (default: none)")
+    p.add_argument("--keep-joints", default=None,
+                   help="also keep these joints at every frame and generate the rest: upper, lower or SMPL joint "
+                        "names (a diffusion model; e.g. --keep-joints upper generates the legs)")
     p.add_argument("--formats", default="bvh,npz,mp4,html", help="comma-separated outputs (bvh,npz,mp4,html)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_inbetween)

@@ -149,3 +149,27 @@ def test_cli_bad_input(tmp_path: Path, capsys):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     assert main(["inbetween", str(tmp_path / "bad.npz"), "--every", "5", "-o", str(tmp_path / "o"),
                  "--model", "interpolation"]) == 2
+
+
+def test_keep_joints_generates_the_rest_with_a_diffusion_model(tmp_path: Path, capsys):
+    from dancegen.inbetween import JOINT_GROUPS
+    from dancegen.models.diffusion import DiffusionModel
+
+    torch.manual_seed(0)
+    DiffusionModel(fps=25.0, window=30, overlap=6, patch=3, d_model=32, layers=1, heads=2, ff=64,
+                   diffusion_steps=100, sample_steps=4, chunk=4).save(tmp_path / "diffusion")
+    motion = synthetic_motion(2, 60)
+    motion.save(tmp_path / "dance.npz")
+    args = ["inbetween", str(tmp_path / "dance.npz"), "-o", str(tmp_path / "out"), "--formats", "npz", "-q",
+            "--keep-joints", "upper"]
+    assert main([*args, "--model", str(tmp_path / "diffusion")]) == 0
+    out = Motion.load(tmp_path / "out" / "dance.npz")
+    upper, legs = list(JOINT_GROUPS["upper"]), [1, 2, 4, 5, 7, 8, 10, 11]
+    assert out.num_frames == 60
+    assert np.array_equal(out.rotations[:, upper], motion.rotations[:, upper])
+    assert np.array_equal(out.root_translation, motion.root_translation)
+    assert not np.allclose(out.rotations[:, legs], motion.rotations[:, legs], atol=1e-3)
+    assert main([*args, "--model", "interpolation"]) == 2  # only a model that in-paints joints
+    assert main([*args[:-1], "elbow", "--model", str(tmp_path / "diffusion")]) == 2
+    err = capsys.readouterr().err
+    assert "--keep-joints needs a model" in err and "--keep-joints takes upper, lower" in err

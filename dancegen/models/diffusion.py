@@ -159,6 +159,7 @@ class DiffusionModel(nn.Module, SavedModel):
     """An EDGE-style dance diffusion model; see the module docstring. Keyword arguments are its config."""
 
     training_features = staticmethod(rot6d_to_features)
+    fills_joints = True  # `fill` takes a (frames, joints) mask: `dancegen inbetween --keep-joints`
 
     def __init__(self, *, fps: float = 25.0, music_features: tuple[str, ...] = ("fact35",),
                  music_dims: tuple[int, ...] = (35,), window: int = 150, overlap: int = 30, patch: int = 2,
