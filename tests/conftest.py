@@ -48,6 +48,16 @@ def normalise_like(model, rot6d: np.ndarray, music: np.ndarray) -> None:
     model.music_std.copy_(torch.from_numpy(music.std(0)).clamp(min=1e-4))
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on one torch thread (`dancegen.models.base.one_thread`): a second thread only waits,
+    and on a busy machine much longer. Test modules use it with `pytestmark`."""
+    from dancegen.models.base import one_thread
+
+    with one_thread():
+        yield
+
+
 def continuation_gap(model, seed_motion: Motion, frames: int = 60) -> tuple[Motion, float]:
     """A dance of `frames` frames continuing `seed_motion` (its length checked), and the horizontal
     distance in metres from the seed's last root position to the dance's first."""

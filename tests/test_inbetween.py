@@ -22,13 +22,7 @@ TINY = dict(fps=25.0, window=40, overlap=10, d_model=32, heads=2, ff=64, motion_
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on one thread: a second one only waits (and on a busy machine, much longer)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def tiny_model() -> MaskedMotionModel:
     torch.manual_seed(0)

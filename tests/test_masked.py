@@ -19,13 +19,7 @@ TINY = dict(fps=25.0, music_features=["fact35"], music_dims=[35], window=40, ove
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on one thread: a second one only waits (and on a busy machine, much longer)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def tiny(**kw) -> MaskedMotionModel:
     torch.manual_seed(0)

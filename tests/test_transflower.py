@@ -27,13 +27,7 @@ FAMILIES = {"transformer": (TransformerModel, ENCODER),
 FLOWS = ("transflower", "moglow")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: a second thread only waits for the first (and on a busy machine, waits long)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(family: str, **kw):

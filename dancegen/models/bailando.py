@@ -48,12 +48,11 @@ from tqdm import tqdm
 from ..data.representation import mirror_rot6d, motion_to_rot6d
 from ..motion import Motion, forward_kinematics
 from ..motion.rotations import matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
-from .base import STYLES, Music, SavedModel, one_thread, register_model, style_id
+from .base import FACT35_BEAT, STYLES, Music, SavedModel, one_thread, register_model, style_id
 
 LOWER_JOINTS = (1, 2, 4, 5, 7, 8, 10, 11)  # hips, knees, ankles, feet (the pelvis goes with the root)
 UPPER_JOINTS = (3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)
 FEATURE_DIM = 10 + 6 * 23
-FACT35_BEAT = 34  # fact35's beat one-hot column: the music beats of the actor-critic reward
 
 
 def _columns(joints: tuple[int, ...]) -> list[int]:

@@ -66,6 +66,8 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
+FACT35_BEAT = 34  # fact35's beat one-hot column (dancegen.audio.recipes)
+
 STYLES = ("cha-cha", "rumba", "tango", "waltz")  # the styles a family conditions on; id 0 is "none"
 
 

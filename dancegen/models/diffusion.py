@@ -51,7 +51,7 @@ from tqdm import tqdm
 from ..data.representation import motion_to_rot6d
 from ..motion import Motion, forward_kinematics
 from ..motion.rotations import matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
-from .base import STYLES, Music, SavedModel, register_model, style_id
+from .base import FACT35_BEAT, STYLES, Music, SavedModel, register_model, style_id
 
 FOOT_JOINTS = (7, 8, 10, 11)  # ankles and toes
 
@@ -341,7 +341,7 @@ class DiffusionModel(nn.Module, SavedModel):
         if music.beats is not None:
             beats = np.round(np.asarray(music.beats) * self.fps).astype(int)
         elif "fact35" in self.music_features:
-            column = sum(self.music_dims[:self.music_features.index("fact35")]) + 34
+            column = sum(self.music_dims[:self.music_features.index("fact35")]) + FACT35_BEAT
             beats = np.flatnonzero(feats[:, column] > 0.5)
         else:
             raise ValueError("key poses land on beats: give music.beats or use fact35")
