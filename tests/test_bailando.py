@@ -12,7 +12,7 @@ from conftest import continuation_gap, fixed_loss, normalise_like, random_music 
 from dancegen.data.representation import motion_to_rot6d
 from dancegen.models import load_model
 from dancegen.models.base import style_id
-from dancegen.models.bailando import BailandoModel, heading, integrate, rot6d_to_local
+from dancegen.models.bailando import BailandoModel, GPTStepper, heading, integrate, rot6d_to_local
 from dancegen.motion import SMPL_JOINT_NAMES
 from dancegen.motion.rotations import axis_angle_to_matrix, sixd_to_matrix
 
@@ -125,6 +125,25 @@ def test_sliding_context_matches_a_full_recomputation():
         last, _ = gpt(gpt.embed(up[:, 5:], low[:, 5:], steps[:, 5:], style, 5), cache)
     assert torch.allclose(full[:, 5], last[:, 0], atol=1e-5)
 
+
+
+def test_the_sampling_stepper_matches_the_gpt_modules():
+    """GPTStepper (transposed weights, preallocated cache) gives the GPT's hidden states and both heads' logits."""
+    model = tiny(layers=2)
+    gpt = model.gpt
+    steps = gpt.encode_music(torch.randn(2, 4 * 6, 35))
+    up, low, style = torch.randint(0, 16, (2, 6)), torch.randint(0, 16, (2, 6)), torch.tensor([2, 0])
+    with torch.no_grad():
+        full, _ = gpt(gpt.embed(up, low, steps, style))
+        stepper = GPTStepper(gpt, 2)
+        stepper.fill(gpt(gpt.embed(up[:, :3], low[:, :3], steps[:, :3], style))[1])
+        for i in range(3, 6):
+            h = stepper.step(gpt.embed(up[:, i:i + 1], low[:, i:i + 1], steps[:, i:i + 1], style, i)[:, 0])
+            assert torch.allclose(h, full[:, i], atol=1e-5)
+        up_logits, down_logits = gpt.logits(full[:, 5], up[:, 5])
+        assert torch.allclose(stepper.up_logits(h), up_logits, atol=1e-5)
+        assert torch.allclose(stepper.down_logits(h, up[:, 5]), down_logits, atol=1e-5)
+    assert stepper.length == 6
 
 def test_seed_decides_the_dance_and_temperature_the_variety():
     model = tiny()

@@ -39,8 +39,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.ndimage import gaussian_filter1d
-from scipy.signal import argrelextrema
 from einops import rearrange
 from torch import nn
 from tqdm import tqdm
@@ -131,6 +129,9 @@ def step_rewards(speed: np.ndarray, music_beats: np.ndarray, fps: float, down: i
     n = music_beats.shape[1] // down
     reward = np.zeros((len(speed), n), dtype=np.float32)
     sigma = 0.05 * fps
+    from scipy.ndimage import gaussian_filter1d  # here: scipy.signal alone takes 1 s to import
+    from scipy.signal import argrelextrema
+
     for b, (s, m) in enumerate(zip(speed, music_beats)):
         kinetic = argrelextrema(gaussian_filter1d(s, 0.08 * fps), np.less)[0]
         music = np.flatnonzero(m)
@@ -309,6 +310,56 @@ class MotionGPT(nn.Module):
 
     def logits(self, h: torch.Tensor, up: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.up_head(h), self.down_head(h + self.up_given(up))
+
+
+def _affine(packed: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """x @ W^T + b for (b, W^T) from `GPTStepper`."""
+    return torch.addmm(packed[0], x, packed[1])
+
+
+class GPTStepper:
+    """The GPT one token at a time, for sampling: each linear layer's weight transposed once, so a step
+    is `addmm` calls (on a CPU, `F.linear` on one token took twice as long), and keys/values written
+    into a preallocated context-long cache rather than concatenated. Same numbers as `MotionGPT`."""
+
+    def __init__(self, gpt: MotionGPT, batch: int):
+        def packed(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+            return linear.bias, linear.weight.t().contiguous()
+
+        self.gpt, self.length = gpt, 0
+        self.blocks = [(b.heads, b.norm1, packed(b.qkv), packed(b.proj), b.norm2, packed(b.ff[0]), packed(b.ff[2]))
+                       for b in gpt.blocks]
+        self.up_head, self.down_1, self.down_2 = packed(gpt.up_head), packed(gpt.down_head[0]), packed(gpt.down_head[2])
+        d = gpt.position.shape[1]
+        self.cache = torch.zeros(len(self.blocks), 2, batch, gpt.blocks[0].heads, gpt.context,
+                                 d // gpt.blocks[0].heads)
+
+    def fill(self, caches: list) -> None:
+        """Start from the (k, v) caches of a `MotionGPT` forward pass over the context so far."""
+        self.length = caches[0][0].shape[2]
+        for i, (k, v) in enumerate(caches):
+            self.cache[i, 0, :, :, :self.length], self.cache[i, 1, :, :, :self.length] = k, v
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """One embedded token (B, d) -> the final-normed hidden state (B, d); the token joins the cache."""
+        b, d = x.shape
+        n = self.length
+        for i, (heads, norm1, qkv, proj, norm2, ff1, ff2) in enumerate(self.blocks):
+            h = F.layer_norm(x, (d,), norm1.weight, norm1.bias, norm1.eps)
+            q, k, v = _affine(qkv, h).view(b, 3, heads, 1, -1).unbind(1)
+            self.cache[i, 0, :, :, n:n + 1], self.cache[i, 1, :, :, n:n + 1] = k, v
+            a = F.scaled_dot_product_attention(q, self.cache[i, 0, :, :, :n + 1], self.cache[i, 1, :, :, :n + 1])
+            x = x + _affine(proj, a.reshape(b, d))
+            h = F.layer_norm(x, (d,), norm2.weight, norm2.bias, norm2.eps)
+            x = x + _affine(ff2, F.gelu(_affine(ff1, h)))
+        self.length = n + 1
+        return self.gpt.norm(x)
+
+    def up_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return _affine(self.up_head, h)
+
+    def down_logits(self, h: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        return _affine(self.down_2, F.gelu(_affine(self.down_1, h + self.gpt.up_given(up))))
 
 
 @register_model("bailando")
@@ -626,23 +677,22 @@ class BailandoModel(nn.Module, SavedModel):
         def guided(logits: torch.Tensor) -> torch.Tensor:
             return logits[:1] if b == 1 else logits[1:] + guidance * (logits[:1] - logits[1:])
 
-        up_out, low_out, caches, first = [], [], None, 0
+        up_out, low_out, first, stepper = [], [], 0, GPTStepper(gpt, b)
         up_run = low_run = (-1, 0)  # (code, steps in a row) of the newest sampled codes
         for i in tqdm(range(history + n), desc="dancing", unit="step", disable=not progress, leave=False):
             if i - first == self.context:  # full: keep the last half, rebuild the cache from it
                 first = i - self.context // 2
-                _, caches = gpt(gpt.embed(torch.stack(up_in[first:i], 1), torch.stack(low_in[first:i], 1),
-                                          steps[:, first:i], styles))
-            h, caches = gpt(gpt.embed(up_in[i][:, None], low_in[i][:, None], steps[:, i:i + 1], styles, i - first),
-                            caches)
+                stepper.fill(gpt(gpt.embed(torch.stack(up_in[first:i], 1), torch.stack(low_in[first:i], 1),
+                                           steps[:, first:i], styles))[1])
+            h = stepper.step(gpt.embed(up_in[i][:, None], low_in[i][:, None], steps[:, i:i + 1], styles,
+                                       i - first)[:, 0])
             if i < history:
                 continue
-            h = h[:, 0]
-            up_logits = guided(gpt.up_head(h))
+            up_logits = guided(stepper.up_logits(h))
             if bias is not None:
                 up_logits = up_logits + bias[0]
             up = self._sample(self._no_long_run(up_logits, up_run, max_repeat), generator, temperature, top_k).expand(b)
-            low_logits = guided(gpt.down_head(h + gpt.up_given(up)))
+            low_logits = guided(stepper.down_logits(h, up))
             if bias is not None:
                 low_logits = low_logits + bias[1]
             low = self._sample(self._no_long_run(low_logits, low_run, max_repeat), generator, temperature,
@@ -727,6 +777,8 @@ class BailandoModel(nn.Module, SavedModel):
                                                                  if style_prior is None else style_prior))
             x = self.decode(up, low)[:out_frames] * self.motion_std + self.motion_mean
             if self.smooth_sigma:
+                from scipy.ndimage import gaussian_filter1d
+
                 x = torch.from_numpy(gaussian_filter1d(x.numpy(), self.smooth_sigma, axis=0, mode="nearest"))
             root, rotations = integrate(x, start_xz=start_xz, start_heading=start_heading,
                                         floor_radius=self.floor_radius, fps=self.fps)
