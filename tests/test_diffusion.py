@@ -178,3 +178,51 @@ def test_key_poses_from_the_command_line(tmp_path: Path, capsys):
     assert Motion.load(tmp_path / "out" / "song.npz").num_frames > 50
     assert main(args) == 2  # the bundled bailando model places no key poses
     assert "cannot place key poses" in capsys.readouterr().err
+
+
+LODGE = dict(global_stride=4, global_window=8, global_overlap=2, global_layers=1)
+
+
+def test_global_stage_trains_only_the_coarse_denoiser_on_coarse_windows():
+    model = tiny(**LODGE).train()
+    model.set_stage("global")
+    inputs, outputs = model.windows()
+    assert inputs["fact35"][0] == 32 and outputs["rot6d"][0] == 33  # 8 coarse frames of 4 (the local 30 crop it)
+    rot6d = np.stack([motion_to_rot6d(synthetic_motion(i, 33)) for i in range(8)])
+    batch = {"inputs": {"fact35": torch.from_numpy(np.random.default_rng(0).normal(size=(8, 32, 35)).astype(np.float32))},
+             "outputs": {"rot6d": torch.from_numpy(rot6d)}, "style": ["waltz"] * 8}
+    local = {k: v.clone() for k, v in model.net.state_dict().items()}
+    before = fixed_loss(model, batch)
+    train_steps(model, batch, 15, 5e-3)
+    assert fixed_loss(model, batch) < 0.7 * before
+    assert all(torch.equal(v, model.net.state_dict()[k]) for k, v in local.items())
+    model.set_stage("local")
+    loss, terms = model.loss(batch)  # on a crop of its 30 frames
+    assert torch.isfinite(loss) and "foot" in terms
+
+
+def test_coarse_to_fine_passes_through_the_global_stages_poses_and_path():
+    """Lodge: the windows fill in between the global stage's poses, which come back exactly, on its path."""
+    from dancegen.motion.rotations import axis_angle_to_matrix, sixd_to_matrix
+
+    model = tiny(**LODGE)
+    captured = {}
+    original = model._global_keys
+
+    def spy(*args):
+        captured["keys"] = original(*args)
+        return captured["keys"]
+
+    model._global_keys = spy
+    motion = model.generate(music(77), seed=0)
+    known, mask, path = captured["keys"]
+    at = np.flatnonzero(mask[:, 0].numpy())
+    assert list(at) == [3 + 4 * i for i in range(19)]  # every 4th frame, the last of each coarse step
+    poses = (known * model.motion_std + model.motion_mean)[at, 3:].unflatten(-1, (24, 6))
+    rotations = axis_angle_to_matrix(torch.from_numpy(motion.rotations[at]).float())
+    assert torch.allclose(rotations, sixd_to_matrix(poses), atol=1e-4)
+    assert np.allclose(motion.root_translation[at][:, [0, 2]], path[at].numpy(), atol=1e-5)
+    plain = model.generate(music(77), seed=0, coarse_to_fine=False)
+    assert not np.allclose(plain.rotations, motion.rotations, atol=1e-3)
+    again = model.generate(music(77), seed=0)
+    assert np.array_equal(again.rotations, motion.rotations)

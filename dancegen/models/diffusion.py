@@ -143,6 +143,12 @@ def rot6d_to_features(rot6d: torch.Tensor) -> torch.Tensor:
     return torch.cat([root[..., 1:, 1:2], step[..., 0:1], step[..., 2:3], rot6d[..., 1:, 3:]], dim=-1)
 
 
+def coarse_features(rot6d: torch.Tensor, stride: int) -> torch.Tensor:
+    """`rot6d_to_features` of every `stride`-th frame: the global stage's frames (Lodge), each step the
+    root's displacement over `stride` frames."""
+    return rot6d_to_features(rot6d[..., ::stride, :])
+
+
 def features_to_pose(features: torch.Tensor, start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(..., L, 3+6J) -> root translation (..., L, 3) and local rotation matrices (..., L, J, 3, 3).
     The root's x/z is the running sum of the displacements, from `start` (..., 2) or the origin."""
@@ -168,6 +174,7 @@ class DiffusionModel(nn.Module, SavedModel):
                  guidance: float = 1.0, p_no_music: float = 0.1, p_no_style: float = 0.3,
                  use_style: bool = True, augment_yaw: bool = True, foot_speed: float = 0.01,
                  loss_weights: dict[str, float] | None = None, chunk: int = 32, floor_radius: float | None = 4.0,
+                 global_stride: int = 0, global_window: int = 64, global_overlap: int = 16, global_layers: int = 4,
                  skeleton_offsets: list | None = None, **unused: Any):
         super().__init__()
         if window % patch or not 0 <= overlap < window:
@@ -187,21 +194,51 @@ class DiffusionModel(nn.Module, SavedModel):
         self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(diffusion_steps))
         self.register_buffer("offsets", torch.from_numpy(self.skeleton.offsets))
         self.register_normalisation(self.motion_dim, music_dim)  # filled from training data by `for_data`
+        self.global_stride, self.global_window, self.global_overlap = global_stride, global_window, global_overlap
+        self.stage = "local"
+        if global_stride:  # Lodge's global stage: key poses every `global_stride` frames over a long window
+            if not 0 <= global_overlap < global_window:
+                raise ValueError("0 <= global_overlap < global_window")
+            self.stages = ("local", "global")
+            self.global_net = Denoiser(self.motion_dim, music_dim, global_window, 1, d_model, global_layers,
+                                       music_layers, heads, ff, dropout, len(STYLES))
+            self.register_buffer("global_motion_mean", torch.zeros(self.motion_dim))
+            self.register_buffer("global_motion_std", torch.ones(self.motion_dim))
 
     # ---- construction, saving, loading -------------------------------------------------------
 
+    @classmethod
+    def for_data(cls, data, **config: Any):
+        """`SavedModel.for_data`, plus the normalisation of the global stage's coarse features."""
+        model = super().for_data(data, **config)
+        if model.global_stride:
+            coarse = torch.cat([coarse_features(torch.from_numpy(np.array(data.array(n, "rot6d"))), model.global_stride)
+                                for n in data.split("train")])
+            model.global_motion_mean.copy_(coarse.mean(0))
+            model.global_motion_std.copy_(coarse.std(0).clamp(min=cls.min_motion_std))
+        return model
+
+    def set_stage(self, stage: str) -> None:
+        """`local` trains the window denoiser, `global` (Lodge) the coarse one; the other stays frozen."""
+        self.stage = stage
+        self.net.requires_grad_(stage == "local")
+        self.global_net.requires_grad_(stage == "global")
+
     def windows(self) -> tuple[dict, dict]:
-        """What it trains on, as `WindowDataset` inputs and outputs (un-normalised)."""
-        return ({f: (self.window, 0) for f in self.music_features}, {"rot6d": (self.window + 1, -1)})
+        """What it trains on, as `WindowDataset` inputs and outputs (un-normalised): `window` frames, or
+        with a global stage the longer of that and a global window (each stage crops what it needs)."""
+        frames = max(self.window, self.global_window * self.global_stride)
+        return ({f: (frames, 0) for f in self.music_features}, {"rot6d": (frames + 1, -1)})
 
     # ---- training ------------------------------------------------------------------------------
 
     def normalise_music(self, music: torch.Tensor) -> torch.Tensor:
         return (music - self.music_mean) / self.music_std
 
-    def _pose(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Joint positions relative to the root (B, L, J, 3) and the root's displacement per frame (B, L-1, 3)."""
-        x = features * self.motion_std + self.motion_mean
+    def _pose(self, features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint positions relative to the root (B, L, J, 3) and the root's displacement per frame (B, L-1, 3)
+        of features normalised by `mean` and `std`."""
+        x = features * std + mean
         _, rotations = features_to_pose(x)
         local = forward_kinematics(rotations, torch.zeros_like(x[..., :3]), self.offsets, self.skeleton.parents)[0]
         step = torch.stack([x[..., 1:, 1], x[..., 0].diff(dim=-1), x[..., 1:, 2]], dim=-1)
@@ -212,8 +249,23 @@ class DiffusionModel(nn.Module, SavedModel):
         rot6d = batch["outputs"]["rot6d"]
         if self.augment_yaw and self.training:
             rot6d = _rotate_yaw(rot6d, torch.rand(len(rot6d), generator=generator) * 2 * math.pi)
-        x0 = (rot6d_to_features(rot6d) - self.motion_mean) / self.motion_std
         music = self.normalise_music(torch.cat([batch["inputs"][f] for f in self.music_features], dim=-1))
+        frames = self.global_window * self.global_stride if self.stage == "global" else self.window
+        if music.shape[1] > frames:  # a random crop of the stage's length (music frame j goes with motion frame j+1)
+            start = int(torch.randint(music.shape[1] - frames + 1, (1,), generator=generator))
+            rot6d, music = rot6d[:, start:start + frames + 1], music[:, start:start + frames]
+        styles = torch.tensor([style_id(s) for s in batch.get("style", [None] * len(rot6d))], device=rot6d.device)
+        if self.stage == "global":  # coarse frames; per-frame velocities and foot contact mean little there
+            x0 = (coarse_features(rot6d, self.global_stride) - self.global_motion_mean) / self.global_motion_std
+            music = rearrange(music, "b (n s) m -> b n s m", s=self.global_stride).mean(2)
+            weights = {**self.loss_weights, "joint_velocity": 0.0, "foot": 0.0}
+            return self._loss(self.global_net, x0, music, styles, weights, generator,
+                              (self.global_motion_mean, self.global_motion_std))
+        x0 = (rot6d_to_features(rot6d) - self.motion_mean) / self.motion_std
+        return self._loss(self.net, x0, music, styles, self.loss_weights, generator, (self.motion_mean, self.motion_std))
+
+    def _loss(self, net: Denoiser, x0: torch.Tensor, music: torch.Tensor, styles: torch.Tensor, w: dict,
+              generator: torch.Generator | None, stats: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         b = len(x0)
 
         def rand(*shape):
@@ -223,18 +275,16 @@ class DiffusionModel(nn.Module, SavedModel):
         noise = torch.randn(x0.shape, generator=generator).to(x0)
         ab = self.alphas_cumprod[t][:, None, None]
         xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-        tokens = self.net.encode_music(music)
-        tokens = torch.where(rand(b, 1, 1) < self.p_no_music, self.net.null_music.expand_as(tokens), tokens)
-        styles = torch.tensor([style_id(s) for s in batch.get("style", [None] * b)], device=x0.device)
+        tokens = net.encode_music(music)
+        tokens = torch.where(rand(b, 1, 1) < self.p_no_music, net.null_music.expand_as(tokens), tokens)
         styles = torch.where(rand(b) < self.p_no_style, 0, styles) if self.use_style else torch.zeros_like(styles)
-        pred = self.net(xt, t, tokens, styles)
+        pred = net(xt, t, tokens, styles)
 
         terms = {"x0": F.mse_loss(pred, x0), "velocity": F.mse_loss(pred.diff(dim=1), x0.diff(dim=1))}
-        w = self.loss_weights
         if w["positions"] or w["joint_velocity"] or w["foot"]:
-            pos, root_step = self._pose(pred)
+            pos, root_step = self._pose(pred, *stats)
             with torch.no_grad():
-                pos_true, root_step_true = self._pose(x0)
+                pos_true, root_step_true = self._pose(x0, *stats)
             terms["positions"] = F.mse_loss(pos / 0.1, pos_true / 0.1)  # decimetres, relative to the root
             vel = pos.diff(dim=1) + root_step[..., None, :]  # world joint velocities, metres per frame
             vel_true = pos_true.diff(dim=1) + root_step_true[..., None, :]
@@ -242,35 +292,38 @@ class DiffusionModel(nn.Module, SavedModel):
             feet, feet_true = vel[..., FOOT_JOINTS, :], vel_true[..., FOOT_JOINTS, :]
             still = (feet_true.norm(dim=-1, keepdim=True) < self.foot_speed).float()
             terms["foot"] = ((feet / 0.01) ** 2 * still).mean()
-        loss = sum(w[k] * v for k, v in terms.items())
-        return loss, {k: v.detach() for k, v in terms.items()}
+        loss = sum(w[k] * v for k, v in terms.items() if w[k])
+        return loss, {k: v.detach() for k, v in terms.items() if w[k]}
 
     # ---- sampling ------------------------------------------------------------------------------
 
-    def _denoise(self, x: torch.Tensor, t: int, tokens: torch.Tensor, styles: torch.Tensor,
+    @staticmethod
+    def _denoise(net: Denoiser, x: torch.Tensor, t: int, tokens: torch.Tensor, styles: torch.Tensor,
                  guidance: float) -> torch.Tensor:
         ts = torch.full((len(x),), t, dtype=torch.long)
         if guidance == 1.0:
-            return self.net(x, ts, tokens, styles)
-        both = self.net(torch.cat([x, x]), torch.cat([ts, ts]),
-                        torch.cat([tokens, self.net.null_music.expand_as(tokens)]),
-                        torch.cat([styles, torch.zeros_like(styles)]))
+            return net(x, ts, tokens, styles)
+        both = net(torch.cat([x, x]), torch.cat([ts, ts]), torch.cat([tokens, net.null_music.expand_as(tokens)]),
+                   torch.cat([styles, torch.zeros_like(styles)]))
         cond, uncond = both.chunk(2)
         return uncond + guidance * (cond - uncond)
 
     @torch.inference_mode()
     def sample(self, music: torch.Tensor, *, style: int = 0, generator: torch.Generator | None = None,
                known: torch.Tensor | None = None, mask: torch.Tensor | None = None, steps: int | None = None,
-               guidance: float | None = None, progress: bool = False) -> torch.Tensor:
+               guidance: float | None = None, progress: bool = False, coarse: bool = False) -> torch.Tensor:
         """Normalised features (T, D) for normalised music (T, M) of any length T.
 
         `known` (K, D) with `mask` (K, D) bool fixes the masked values of the first K frames (in-painting;
-        K may be the whole length). `music` None: no music (the null music token everywhere).
+        K may be the whole length). Music all NaN: no music (the null music token everywhere). `coarse`:
+        the global stage's denoiser and windows (music and features are then coarse frames).
         """
         steps, guidance = steps or self.sample_steps, self.guidance if guidance is None else guidance
+        net, w, o = (self.global_net, self.global_window, self.global_overlap) if coarse \
+            else (self.net, self.window, self.overlap)
         silent = music.isnan().all()
         music = torch.nan_to_num(music)
-        frames, w, o = len(music), self.window, self.overlap
+        frames = len(music)
         stride = w - o
         n = max(1, math.ceil((frames - o) / stride))
         total = o + n * stride
@@ -280,8 +333,8 @@ class DiffusionModel(nn.Module, SavedModel):
         weight = torch.zeros(total).index_add_(0, index, ramp.repeat(n))[:, None]
         chunks = [slice(i, min(i + self.chunk, n)) for i in range(0, n, self.chunk)]
         windows = music[index].reshape(n, w, -1)
-        tokens = [self.net.null_music.expand(len(windows[c]), -1, -1) if silent
-                  else self.net.encode_music(windows[c]) for c in chunks]
+        tokens = [net.null_music.expand(len(windows[c]), -1, -1) if silent else net.encode_music(windows[c])
+                  for c in chunks]
         styles = torch.full((n,), style, dtype=torch.long) if self.use_style else torch.zeros(n, dtype=torch.long)
 
         ab = self.alphas_cumprod
@@ -289,7 +342,7 @@ class DiffusionModel(nn.Module, SavedModel):
         x = torch.randn(total, self.motion_dim, generator=generator)
         for i, t in enumerate(tqdm(times, desc="dancing", unit="step", disable=not progress, leave=False)):
             xw = x[index].reshape(n, w, -1)
-            x0w = torch.cat([self._denoise(xw[c], t, tok, styles[c], guidance) for c, tok in zip(chunks, tokens)])
+            x0w = torch.cat([self._denoise(net, xw[c], t, tok, styles[c], guidance) for c, tok in zip(chunks, tokens)])
             x0 = torch.zeros_like(x).index_add_(0, index, (x0w * ramp[None, :, None]).reshape(n * w, -1)) / weight
             if known is not None:
                 x0[: len(known)] = torch.where(mask, known, x0[: len(known)])
@@ -348,13 +401,46 @@ class DiffusionModel(nn.Module, SavedModel):
         beats = beats[(beats > 0) & (beats < frames)]
         return beats[::max(1, int(key_beats))]
 
+    def _global_keys(self, feats: torch.Tensor, style: int, generator: torch.Generator, steps: int | None,
+                     guidance: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Lodge's global stage for normalised music (T, M): the whole song danced in coarse frames (one
+        per `global_stride` frames, the music averaged over them), kept to the floor. Returns the local
+        stage's known values and mask (T, D) — root height and rotations at every coarse frame's fine
+        frame — and the coarse path's root x/z (T, 2) there (zero elsewhere), for `bend`."""
+        s, frames = self.global_stride, len(feats)
+        n = -(-frames // s)
+        music = rearrange(F.pad(feats, (0, 0, 0, n * s - frames)), "(n s) m -> n s m", s=s).mean(1)
+        coarse = self.sample(music, style=style, generator=generator, steps=steps, guidance=guidance, coarse=True)
+        coarse = coarse * self.global_motion_std + self.global_motion_mean
+        if self.floor_radius:
+            coarse = keep_on_floor(coarse, self.floor_radius, self.fps / s)
+        root, _ = features_to_pose(coarse)
+        at = torch.arange(1, n + 1) * s - 1  # coarse frame i is fine frame (i + 1)·s − 1 (both count steps)
+        inside = at < frames
+        at, coarse, root = at[inside], coarse[inside], root[inside]
+        known = torch.zeros(frames, self.motion_dim)
+        mask = torch.zeros(frames, self.motion_dim, dtype=torch.bool)
+        known[at, 0], known[at, 3:] = coarse[:, 0], coarse[:, 3:]
+        known = (known - self.motion_mean) / self.motion_std
+        mask[at, 0], mask[at, 3:] = True, True  # the root's height and every rotation; its path is bent to
+        path = torch.zeros(frames, 2)
+        path[at] = root[:, [0, 2]]
+        return known, mask, path
+
     def generate(self, music: Music, *, seed_motion: Motion | None = None, length: int | None = None,
                  seed: int = 0, style: str | None = None, steps: int | None = None, guidance: float | None = None,
-                 key_poses: Motion | None = None, key_beats: int = 4, progress: bool = False,
-                 **controls: Any) -> Motion:
+                 key_poses: Motion | None = None, key_beats: int = 4, coarse_to_fine: bool | None = None,
+                 progress: bool = False, **controls: Any) -> Motion:
         """A dance for `music`; `style` ("auto", or one of STYLES) defaults to `music.style`. `key_poses`:
         poses (the frames of a Motion on this skeleton) the dance strikes in turn on every `key_beats`-th
-        beat (Beat-It's beat-aware key frames: pose, not place, so the root's x/z stays free)."""
+        beat (Beat-It's beat-aware key frames: pose, not place, so the root's x/z stays free).
+        `coarse_to_fine` (by default on for a model with a global stage, when there are no key poses and
+        no seed motion): Lodge — the global stage dances the whole song in coarse frames first, then the
+        windows fill in between its poses, and the path is bent through its root positions."""
+        if coarse_to_fine and not self.global_stride:
+            raise ValueError("coarse_to_fine needs a model with a global stage (global_stride > 0)")
+        coarse_to_fine = bool(self.global_stride) and seed_motion is None and key_poses is None \
+            if coarse_to_fine is None else coarse_to_fine
         length, out_frames, feats = self.music_input(music, length)
         raw = feats[:out_frames]
         feats = torch.from_numpy(raw)
@@ -383,15 +469,22 @@ class DiffusionModel(nn.Module, SavedModel):
         generator = torch.Generator().manual_seed(int(seed))
         was_training = self.training
         self.eval()
+        if coarse_to_fine:
+            if known is not None:
+                raise ValueError("coarse_to_fine does not combine with key poses or a seed motion")
+            known, mask, path = self._global_keys(feats, style_id(chosen), generator, steps, guidance)
         x = self.sample(feats, style=style_id(chosen), generator=generator, known=known, mask=mask, steps=steps,
                         guidance=guidance, progress=progress)
         self.train(was_training)
         if seed_motion is not None:
             x = x[len(x) - out_frames:]
         x = x * self.motion_std + self.motion_mean
-        if self.floor_radius:
+        if self.floor_radius and not coarse_to_fine:  # coarse to fine: the global stage kept to the floor
             x = keep_on_floor(x, self.floor_radius, self.fps)
         root, rotations = features_to_pose(x, start)
+        if coarse_to_fine:
+            at = mask[:, 0].numpy()
+            root[:, [0, 2]] += torch.from_numpy(bend(path.numpy() - root[:, [0, 2]].numpy(), at))
         motion = Motion(self.fps, self.skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
         return self.at_music_rate(motion, music, length)
 
