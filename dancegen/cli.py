@@ -163,6 +163,48 @@ def _inbetween(args: argparse.Namespace) -> None:
           + ", ".join(str(p) for p in written))
 
 
+def _read_motion(path: str):
+    """A .bvh or dancegen .npz motion file; UserError naming it otherwise."""
+    from .errors import require_file
+    from .generation import read_seed_motion
+
+    if Path(path).suffix.lower() not in (".bvh", ".npz"):
+        raise UserError(path, "a motion must be a .bvh or a dancegen .npz")
+    return read_seed_motion(require_file(path))
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise UserError(None, f"--size takes WIDTHxHEIGHT in pixels, e.g. 512x512, not {text!r}") from None
+    return w, h
+
+
+def _frame_range(text: str | None) -> slice | None:
+    if text is None:
+        return None
+    try:
+        start, stop = ((int(x) if x.strip() else None) for x in text.split(":"))
+    except ValueError:
+        raise UserError(None, f"--frames takes START:STOP frame numbers (either may be left out), not {text!r}") from None
+    return slice(start, stop)
+
+
+def _render(args: argparse.Namespace) -> None:
+    from .render.pose_images import write_pose_images
+
+    motion = _read_motion(args.motion)
+    try:
+        out, count = write_pose_images(
+            motion, args.pose_images, size=_size(args.size), fps=args.fps, view=args.camera, azimuth=args.azimuth,
+            elevation=args.elevation, distance=args.distance, frames=_frame_range(args.frames), progress=not args.quiet)
+    except UserError as e:
+        raise UserError(e.path or args.motion, e.problem) from None
+    print(f"{Path(args.motion).name}: {count} OpenPose-style pose images ({args.size}, {args.camera} camera) and "
+          f"keypoints.json in {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dancegen", description="Music-driven 3D dance generation.")
     parser.add_argument("--version", action="version", version=f"dancegen {__import__('dancegen').__version__}")
@@ -270,11 +312,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_inbetween)
 
+    p = sub.add_parser("render", help="draw a dance (.bvh or .npz) as OpenPose-style pose images, one PNG a frame")
+    p.add_argument("motion", help="a dance, .bvh or dancegen .npz, on the SMPL skeleton")
+    p.add_argument("--pose-images", required=True, metavar="DIR",
+                   help="write DIR/000000.png … (COCO-18 skeletons in OpenPose's colours, as an OpenPose "
+                        "ControlNet takes them) and DIR/keypoints.json")
+    _camera_options(p)
+    p.add_argument("--fps", type=float, default=None, help="frames per second (default: the motion's own)")
+    p.add_argument("--frames", default=None, metavar="START:STOP", help="only these frames (numbers at --fps)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_render)
+
     p = sub.add_parser("info", help="summarise a dataset folder or a prepared dataset")
     p.add_argument("path")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_info)
     return parser
+
+
+def _camera_options(p: argparse.ArgumentParser) -> None:
+    """The pose images' camera (dancegen.render.pose_images.PoseCamera): a view, its angles, its distance."""
+    p.add_argument("--camera", choices=["front", "side", "follow"], default="front",
+                   help="front: from the way the dancer faces on average; side: from their left; follow: from the "
+                        "way they face at each moment (default front; the camera follows the dancer round the floor)")
+    p.add_argument("--azimuth", type=float, default=None,
+                   help="degrees round the dancer towards their left from --camera's front (default: the view's)")
+    p.add_argument("--elevation", type=float, default=None, help="degrees above the dancer (default 5)")
+    p.add_argument("--distance", type=float, default=None, help="metres from the dancer (default 3.2)")
+    p.add_argument("--size", default="512x512", help="WIDTHxHEIGHT in pixels (default 512x512)")
 
 
 def main(argv: list[str] | None = None) -> int:
