@@ -3,6 +3,7 @@
 from . import baselines  # noqa: F401  (registers random_real and still_pose)
 from . import bailando  # noqa: F401  (registers bailando)
 from . import diffusion  # noqa: F401  (registers diffusion)
+from . import gan  # noqa: F401  (registers gan)
 from . import masked  # noqa: F401  (registers masked)
 from . import transflower  # noqa: F401  (registers transformer, transflower and moglow)
 from .base import DanceModel, Music, check_model, load_model, model_names, register_model

@@ -3,7 +3,9 @@
 A family's model is an `nn.Module` with `loss(batch, generator=None) -> loss or (loss, {name: value})`,
 `windows() -> (inputs, outputs)` in `WindowDataset` terms and `save(folder)`. Training keeps an
 exponential moving average of the weights; validation and the saved model use the average, and
-`LogSamples` puts a dance of the averaged model into TensorBoard at every validation.
+`LogSamples` puts a dance of the averaged model into TensorBoard at every validation. A family with
+`optimiser_groups()` (e.g. a GAN: generator and discriminator) gets a parameter group each, with its own
+Adam settings and gradient clipping; its `loss` sends each network only its own gradients.
 
 Under DDP every process keeps the same average (its weights are the same after each step: DDP averages
 the gradients); the EMA is a submodule, so it is in every training checkpoint. Files are written by
@@ -132,11 +134,14 @@ class TrainingModule(L.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=len(batch["style"]), sync_dist=True)
 
     def configure_optimizers(self):
-        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        decay = [p for n, p in trainable if p.ndim >= 2 and "position" not in n]
-        rest = [p for n, p in trainable if not (p.ndim >= 2 and "position" not in n)]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
-                                       {"params": rest, "weight_decay": 0.0}], lr=self.lr)
+        if hasattr(self.model, "optimiser_groups"):
+            optimizer = torch.optim.AdamW(self._own_groups(), lr=self.lr, weight_decay=self.weight_decay)
+        else:
+            trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+            decay = [p for n, p in trainable if p.ndim >= 2 and "position" not in n]
+            rest = [p for n, p in trainable if not (p.ndim >= 2 and "position" not in n)]
+            optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
+                                           {"params": rest, "weight_decay": 0.0}], lr=self.lr)
 
         def schedule(step: int) -> float:
             if step < self.warmup_steps:
@@ -146,6 +151,22 @@ class TrainingModule(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _own_groups(self) -> list[dict]:
+        """A family's own parameter groups (`model.optimiser_groups()`: a list of AdamW param groups, each
+        with a `name`, its own settings, e.g. `betas`, and `lr_scale` times the training `lr`; e.g. a GAN's
+        generator and discriminator). AdamW keeps its state per parameter, so a group is an optimiser of its
+        own in all but name, and one optimiser keeps one step a batch for the schedule, EMA and checkpoints."""
+        return [{**{k: v for k, v in group.items() if k != "lr_scale"}, "lr": self.lr * group.get("lr_scale", 1.0),
+                 "params": [p for p in group["params"] if p.requires_grad]} for group in self.model.optimiser_groups()]
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Each of a family's own parameter groups (`optimiser_groups`) is clipped on its own norm: one network's
+        large gradients (a GAN's discriminator) do not shrink another's step. Other families: Lightning's clipping."""
+        if not hasattr(self.model, "optimiser_groups") or not gradient_clip_val:
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        for group in optimizer.param_groups:
+            torch.nn.utils.clip_grad_norm_(group["params"], gradient_clip_val)
 
 
 class SaveModel(L.Callback):
