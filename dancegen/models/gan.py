@@ -271,9 +271,11 @@ class GANModel(nn.Module, SavedModel):
 
     @torch.inference_mode()
     def sample(self, music: torch.Tensor, frames: int, *, history: torch.Tensor | None = None,
-               generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+               generator: torch.Generator | None = None, temperature: float = 1.0,
+               progress: bool = False) -> torch.Tensor:
         """`frames` normalised poses (frames, 148) for normalised music (T, M) at the model's fps, continuing
-        the normalised poses `history` (H, 148) when given. Each step sees the last `context` poses only."""
+        the normalised poses `history` (H, 148) when given, the noise `temperature` times the trained one's
+        size. Each step sees the last `context` poses only."""
         p, length, offset = self.context, self.music_frames, self.music_offset
         out = torch.zeros(p + frames, FEATURE_DIM)  # the dance itself: written once, never resized
         known = torch.zeros(p + frames, dtype=torch.bool)
@@ -286,14 +288,15 @@ class GANModel(nn.Module, SavedModel):
         for t in tqdm(range(frames), desc="dancing", unit="frame", disable=not progress, leave=False):
             noise = smooth_noise((1, self.noise_dim), self.noise_smoothing, generator, start=noise)[0]
             window = music[t + before + offset:t + before + offset + length]
-            out[p + t] = self.generator(out[t:t + p], known[t:t + p], window, noise)
+            out[p + t] = self.generator(out[t:t + p], known[t:t + p], window, temperature * noise)
             known[p + t] = True
         return out[p:]
 
     def generate(self, music: Music, *, seed_motion: Motion | None = None, length: int | None = None,
-                 seed: int = 0, progress: bool = False, **controls: Any) -> Motion:
+                 seed: int = 0, temperature: float | None = None, progress: bool = False, **controls: Any) -> Motion:
         """A dance for `music`, continuing `seed_motion` when given; the same seed gives the same dance.
-        The model follows the music alone: a `style` control is accepted and has no effect."""
+        `temperature` (default 1) scales the generator's noise: 0 is one dance whatever the seed. The model
+        follows the music alone: a `style` control is accepted and has no effect."""
         length, frames, feats = self.music_input(music, length)
         normalised = (torch.from_numpy(feats[:frames]) - self.music_mean) / self.music_std
         history, start_xz, start_heading = None, (0.0, 0.0), 0.0
@@ -307,7 +310,8 @@ class GANModel(nn.Module, SavedModel):
         try:
             with one_thread():
                 x = self.sample(normalised, frames, history=history,
-                                generator=torch.Generator().manual_seed(int(seed)), progress=progress)
+                                generator=torch.Generator().manual_seed(int(seed)),
+                                temperature=1.0 if temperature is None else temperature, progress=progress)
         finally:
             self.train(was_training)
         root, rotations = integrate(x * self.motion_std + self.motion_mean, start_xz=start_xz,
