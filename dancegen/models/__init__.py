@@ -2,6 +2,7 @@
 
 from . import baselines  # noqa: F401  (registers random_real and still_pose)
 from . import bailando  # noqa: F401  (registers bailando)
+from . import d2m  # noqa: F401  (registers d2m)
 from . import diffusion  # noqa: F401  (registers diffusion)
 from . import gan  # noqa: F401  (registers gan)
 from . import masked  # noqa: F401  (registers masked)
