@@ -205,6 +205,27 @@ def _render(args: argparse.Namespace) -> None:
           f"keypoints.json in {out}")
 
 
+def _video(args: argparse.Namespace) -> None:
+    import time
+
+    from .render.pose_video import render_pose_video
+
+    started = time.time()
+    motion = _read_motion(args.motion)
+    camera = dict(view=args.camera, azimuth=args.azimuth, elevation=args.elevation, distance=args.distance)
+    try:
+        out, frames = render_pose_video(
+            motion, args.out, prompt=args.prompt, negative_prompt=args.negative_prompt, base_model=args.base_model,
+            controlnet=args.controlnet, motion_adapter=args.motion_adapter, song=args.song, song_offset=args.start,
+            fps=args.fps, size=_size(args.size), window=args.window, overlap=args.overlap, steps=args.steps,
+            guidance=args.guidance, control_scale=args.control_scale, seed=args.seed, device=args.device,
+            camera=camera, progress=not args.quiet)
+    except UserError as e:
+        raise UserError(e.path or args.motion, e.problem) from None
+    print(f"{Path(args.motion).name}: {frames} frames at {args.fps:g} fps from its pose images"
+          f"{f' with {Path(args.song).name}' if args.song else ''} in {time.time() - started:.1f} s: {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dancegen", description="Music-driven 3D dance generation.")
     parser.add_argument("--version", action="version", version=f"dancegen {__import__('dancegen').__version__}")
@@ -322,6 +343,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", default=None, metavar="START:STOP", help="only these frames (numbers at --fps)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_render)
+
+    p = sub.add_parser("video", help="a dance as video: its pose images drive Stable Diffusion 1.5 through an OpenPose "
+                                     "ControlNet and AnimateDiff (pip install 'dancegen[video]'; local weights, a GPU)")
+    p.add_argument("motion", help="a dance, .bvh or dancegen .npz, on the SMPL skeleton")
+    p.add_argument("--prompt", required=True, help="what the video shows, e.g. 'a dancer in a red dress on a stage'")
+    p.add_argument("--negative-prompt", default=None, help="what it should not show (default: common artefacts)")
+    p.add_argument("--base-model", default=None, help="a Stable Diffusion 1.5 model folder in diffusers layout")
+    p.add_argument("--controlnet", default=None, help="an OpenPose ControlNet for SD1.5 (diffusers layout)")
+    p.add_argument("--motion-adapter", default=None, help="an AnimateDiff motion adapter for SD1.5 (diffusers layout)")
+    p.add_argument("-o", "--out", required=True, help="the MP4 to write")
+    p.add_argument("--song", default=None, help="the song to mux in (default: none)")
+    p.add_argument("--start", type=float, default=0.0, help="seconds into the song where the dance starts")
+    p.add_argument("--fps", type=float, default=8.0, help="video frames per second (default 8, AnimateDiff's)")
+    p.add_argument("--window", type=int, default=16, help="frames the pipeline makes at once (default 16; 16-32)")
+    p.add_argument("--overlap", type=int, default=4, help="frames shared by neighbouring windows, cross-faded (default 4)")
+    p.add_argument("--steps", type=int, default=25, help="denoising steps (default 25)")
+    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (default 7.5)")
+    p.add_argument("--control-scale", type=float, default=1.0, help="the ControlNet's weight (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same video")
+    p.add_argument("--device", default=None, help="torch device (default cuda when there is one, else cpu)")
+    _camera_options(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_video)
 
     p = sub.add_parser("info", help="summarise a dataset folder or a prepared dataset")
     p.add_argument("path")

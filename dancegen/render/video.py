@@ -12,6 +12,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -38,11 +39,6 @@ def render_video(motion: Motion, path: str | os.PathLike, *, song: str | os.Path
     The motion is resampled to `fps`. The file appears only when complete: an exception or Ctrl-C
     leaves nothing at `path`. Raises UserError for an unreadable song or an offset past its end.
     """
-    import imageio_ffmpeg
-    from tqdm import tqdm
-
-    from ..audio import probe
-
     path = Path(path)
     w, h = (int(x) for x in size)
     if w < 16 or h < 16 or w % 2 or h % 2:
@@ -52,31 +48,54 @@ def render_video(motion: Motion, path: str | os.PathLike, *, song: str | os.Path
     if motion.num_frames == 0:
         raise ValueError("the motion has no frames")
     if song is not None:
-        info = probe(song)
-        if np.isfinite(info.duration) and song_offset >= info.duration:
-            raise UserError(song, f"the dance starts at {song_offset:.2f} s, after the song ends ({info.duration:.2f} s)")
+        check_song(song, song_offset)
     positions = motion.resample(fps).positions()
     highlight = None
     if highlight_times is not None:
         highlight = np.zeros(len(positions), bool)
         highlight[np.clip(np.round(np.asarray(highlight_times) * fps).astype(int), 0, len(positions) - 1)] = True
     drawer = FrameDrawer(positions, Figure.of(motion.skeleton), fps, (w, h), highlight)
+    frames = (drawer.draw(i) for i in range(len(drawer)))
+    return write_mp4(path, frames, len(drawer), fps=fps, size=(w, h), song=song, song_offset=song_offset,
+                     song_duration=motion.duration, progress=progress)
 
+
+def check_song(song: str | os.PathLike, song_offset: float) -> None:
+    """UserError for an unreadable song or an offset past its end."""
+    from ..audio import probe
+
+    info = probe(song)
+    if np.isfinite(info.duration) and song_offset >= info.duration:
+        raise UserError(song, f"the dance starts at {song_offset:.2f} s, after the song ends ({info.duration:.2f} s)")
+
+
+def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], count: int, *, fps: float,
+              size: tuple[int, int], pix_fmt: str = "yuv420p", song: str | os.PathLike | None = None,
+              song_offset: float = 0.0, song_duration: float | None = None, progress: bool = True) -> Path:
+    """Encode `count` frames (flat yuv420p, or (H, W, 3) uint8 with pix_fmt="rgb24") of `size` at `fps`
+    as H.264, muxed with `song_duration` seconds (default: the video's) of `song` from `song_offset`.
+
+    The file appears only when complete: an exception or Ctrl-C leaves nothing at `path`."""
+    import imageio_ffmpeg
+    from tqdm import tqdm
+
+    path = Path(path)
+    w, h = size
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-           "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-framerate", f"{fps:g}", "-i", "pipe:0"]
+           "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{w}x{h}", "-framerate", f"{fps:g}", "-i", "pipe:0"]
     if song is not None:
-        cmd += ["-ss", f"{song_offset:.3f}", "-t", f"{motion.duration:.3f}", "-i", str(song),
-                "-map", "0:v:0", "-map", "1:a:0", *AAC]
-    cmd += [*X264, *BT601, "-movflags", "+faststart", "-t", f"{len(drawer) / fps:.3f}", "-f", "mp4"]
+        cmd += ["-ss", f"{song_offset:.3f}", "-t", f"{count / fps if song_duration is None else song_duration:.3f}",
+                "-i", str(song), "-map", "0:v:0", "-map", "1:a:0", *AAC]
+    cmd += [*X264, *BT601, "-movflags", "+faststart", "-t", f"{count / fps:.3f}", "-f", "mp4"]
     with atomic_path(path, suffix=".mp4") as tmp, tempfile.TemporaryFile() as log:
         # ffmpeg gets a session of its own so that a Ctrl-C reaches only us (a KeyboardInterrupt
         # rather than ffmpeg quitting under us); we stop it ourselves.
         proc = subprocess.Popen([*cmd, str(tmp)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
                                 start_new_session=True)
         try:
-            with tqdm(total=len(drawer), desc="video", unit="frame", disable=not progress) as bar:
-                for i in range(len(drawer)):
-                    proc.stdin.write(drawer.draw(i))
+            with tqdm(total=count, desc="video", unit="frame", disable=not progress) as bar:
+                for frame in frames:
+                    proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8))
                     bar.update()
             proc.stdin.close()
             code = proc.wait()
