@@ -62,13 +62,12 @@ ELLIPSE_POINTS = 72  # points on a limb's outline (cv2.ellipse2Poly draws 361 at
 BODY_JOINTS = {2: "rshoulder", 3: "relbow", 4: "rwrist", 5: "lshoulder", 6: "lelbow", 7: "lwrist", 8: "rhip",
                9: "rknee", 10: "rankle", 11: "lhip", 12: "lknee", 13: "lankle"}
 # Face keypoints: offsets from SMPL's head joint in the rest pose (x the body's left, y up, z forward), metres
-# for a SMPL-sized figure; the outward direction of the face there; and how far past side-on it still shows
+# for the SMPL template's size; the outward direction of the face there; and how far past side-on it still shows
 # (the cosine between that direction and the direction to the camera must exceed it).
 FACE_OFFSETS = {0: (0.0, 0.03, 0.10), 14: (-0.033, 0.06, 0.08), 15: (0.033, 0.06, 0.08),
                 16: (-0.075, 0.04, -0.01), 17: (0.075, 0.04, -0.01)}
 FACE_NORMALS = {0: (0.0, 0.0, 1.0), 14: (-0.4, 0.0, 1.0), 15: (0.4, 0.0, 1.0), 16: (-1.0, 0.0, 0.0), 17: (1.0, 0.0, 0.0)}
 FACE_SHOWS = {0: -0.2, 14: 0.0, 15: 0.0, 16: -0.25, 17: -0.25}
-SMPL_HEIGHT = 1.62  # rest height (highest joint minus lowest) of the SMPL template, which FACE_OFFSETS fit
 
 VIEWS = {"front": 0.0, "side": 90.0, "follow": 0.0}  # azimuth, degrees towards the dancer's left
 ELEVATION_DEG, DISTANCE, FOV_DEG = 5.0, 3.2, 40.0  # default camera: slightly above, 3.2 m away, 40° vertically
@@ -94,13 +93,12 @@ class PoseCamera:
         up (default ELEVATION_DEG)."""
         from scipy.ndimage import gaussian_filter1d
 
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
         elevation = ELEVATION_DEG if elevation is None else elevation
         distance = DISTANCE if distance is None else distance
         if not distance > 0:
             raise UserError(None, f"the camera's distance must be positive, got {distance:g}")
-
-        if view not in VIEWS:
-            raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
         hips = (keypoints[:, 8] + keypoints[:, 11]) / 2
         ground = hips[:, [0, 2]]
         left = keypoints[:, 11] - keypoints[:, 8] + keypoints[:, 5] - keypoints[:, 2]  # right to left, hips and shoulders
@@ -139,6 +137,7 @@ def coco18(motion: Motion) -> tuple[np.ndarray, np.ndarray]:
     """COCO-18 keypoints of a motion on the SMPL skeleton: world positions (T, 18, 3) and the outward
     directions (T, 18, 3) of the face keypoints (zero for body keypoints, which always face the camera).
     UserError when the skeleton lacks SMPL's joint names."""
+    from ..motion import smpl_skeleton
     from .figure import _chain_height
 
     names = motion.skeleton.names
@@ -155,7 +154,7 @@ def coco18(motion: Motion) -> tuple[np.ndarray, np.ndarray]:
     head, neck, chest = (positions[:, names.index(j)] for j in ("head", "neck", "chest"))
     rest = _frame(np.array([1.0, 0.0, 0.0]), motion.skeleton.offsets[names.index("neck")].astype(np.float64))
     turn = _frame(keypoints[:, 5] - keypoints[:, 2], neck - chest) @ rest.T  # (T, 3, 3): the head from its rest pose
-    scale = _chain_height(motion.skeleton) / SMPL_HEIGHT
+    scale = _chain_height(motion.skeleton) / _chain_height(smpl_skeleton())  # FACE_OFFSETS fit SMPL's size
     for k, offset in FACE_OFFSETS.items():
         keypoints[:, k] = head + turn @ (scale * np.asarray(offset))
         normals[:, k] = turn @ (np.asarray(FACE_NORMALS[k]) / np.linalg.norm(FACE_NORMALS[k]))
