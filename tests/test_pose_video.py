@@ -122,6 +122,36 @@ def test_missing_weights_name_what_is_needed(tmp_path, capsys):
     assert not (tmp_path / "v.mp4").exists()
 
 
+def _fake_weights(root, max_frames=32):
+    """Folders in the layout the command checks, with empty weight files: enough to fail before loading."""
+    for part, config in {"unet": "config.json", "vae": "config.json", "text_encoder": "config.json",
+                         "tokenizer": "vocab.json", "scheduler": "scheduler_config.json"}.items():
+        (root / "sd15" / part).mkdir(parents=True)
+        (root / "sd15" / part / config).write_text("{}")
+    (root / "sd15" / "model_index.json").write_text("{}")
+    (root / "sd15" / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    for name, kind, extra in (("cn", "ControlNetModel", {}), ("adapter", "MotionAdapter", {"motion_max_seq_length": max_frames})):
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(json.dumps({"_class_name": kind, **extra}))
+        (root / name / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    return ["--base-model", str(root / "sd15"), "--controlnet", str(root / "cn"), "--motion-adapter", str(root / "adapter")]
+
+
+@pytest.mark.parametrize("options, problem", [
+    (["--window", "40"], "takes at most 32 frames at once; --window 40"),
+    (["--window", "16", "--overlap", "16"], "--overlap from 0 to window - 1"),
+    (["--size", "100x64"], "multiples of 8"),
+    (["--song", "nowhere.wav"], "nowhere.wav"),
+])
+def test_bad_options_fail_before_loading_the_weights(tmp_path, capsys, options, problem):
+    pytest.importorskip("diffusers", reason="the video extra (diffusers) is not installed")
+    synthetic_motion(0, 30).save(tmp_path / "dance.npz")
+    code = main(["video", str(tmp_path / "dance.npz"), "--prompt", "a dancer", *_fake_weights(tmp_path), *options,
+                 "-o", str(tmp_path / "v.mp4")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and problem in err, err
+
+
 def test_without_diffusers_says_to_install_the_extra(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "diffusers", None)  # as if not installed
     synthetic_motion(0, 30).save(tmp_path / "dance.npz")

@@ -184,14 +184,14 @@ def render_pose_video(motion: Motion, out: str | os.PathLike, *, prompt: str, ba
         raise UserError(None, f"--start must be 0 s or more, got {song_offset:g}")
     _diffusers()  # the install hint before anything slow
     check_weights(base_model, controlnet, motion_adapter)
+    longest = json.loads((Path(motion_adapter) / "config.json").read_text()).get("motion_max_seq_length", 32)
+    if window > longest:
+        raise UserError(motion_adapter, f"this motion adapter takes at most {longest} frames at once; --window {window} is more")
     if song is not None:
         check_song(song, song_offset)
     uv, visible, rate = pose_frames(motion, size=size, fps=fps, **(camera or {}))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = load_pipeline(base_model, controlnet, motion_adapter, device=device)
-    longest = pipe.unet.config.motion_max_seq_length
-    if min(window, len(uv)) > longest:
-        raise UserError(motion_adapter, f"this motion adapter takes at most {longest} frames at once; --window {window} is more")
     latent_shape = (pipe.unet.config.in_channels, h // pipe.vae_scale_factor, w // pipe.vae_scale_factor)
 
     def windows() -> Iterator[tuple[int, np.ndarray]]:
