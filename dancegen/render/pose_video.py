@@ -193,13 +193,14 @@ def render_pose_video(motion: Motion, out: str | os.PathLike, *, prompt: str, ba
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = load_pipeline(base_model, controlnet, motion_adapter, device=device)
     latent_shape = (pipe.unet.config.in_channels, h // pipe.vae_scale_factor, w // pipe.vae_scale_factor)
+    negative = NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
 
     def windows() -> Iterator[tuple[int, np.ndarray]]:
         for start in window_starts(len(uv), window, overlap):
             frames = range(start, min(start + window, len(uv)))
             latents = torch.from_numpy(frame_noise(seed, frames, latent_shape))[None]
             with torch.inference_mode():
-                result = pipe(prompt=prompt, negative_prompt=NEGATIVE_PROMPT if negative_prompt is None else negative_prompt, num_frames=len(frames), height=h, width=w,
+                result = pipe(prompt=prompt, negative_prompt=negative, num_frames=len(frames), height=h, width=w,
                               num_inference_steps=steps, guidance_scale=guidance,
                               conditioning_frames=[draw_pose(uv[i], visible[i], size) for i in frames],
                               controlnet_conditioning_scale=control_scale,
