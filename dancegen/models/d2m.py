@@ -15,19 +15,21 @@ Gaussian with a KL term towards N(0, I); its decoder turns (initial pose, moveme
 unit's frames.
 
 Composition. A recurrent network (`rnn: gru` or `lstm`) steps once per unit. Its input is the unit's
-music (a small convolution over `music_features`, pooled 4 frames at a time), the **style** and a
-noise vector; its output is the unit's movement latent. The style is what the project's music style
+music (a small convolution over `music_features`, pooled 4 frames at a time) and the **style**; its
+output is a Gaussian over the unit's movement latent, from which the movement is drawn (music calls
+for many dances: a single predicted latent would be their average, a dancer barely moving). The style is what the project's music style
 extractor (`dancegen.metrics.style`, the bundled Dance with Melody music classifier, frozen and kept
 inside this model) makes of the window's music: the mean of its GRU's hidden states, the layer its
 prediction is read from. Each unit is decoded from its movement and the initial pose of the previous
 unit's last frame (the first unit's initial pose is sampled: from the prior, or from the training
-units' initial poses), so the units chain into a dance.
+units' initial poses), so the units chain into a dance; what the pose latent loses of that frame is
+made up over the unit's first `blend` frames (the difference to the last frame, faded out linearly).
 
 Losses of the `compose` stage (the VAE frozen; the paper's, simplified):
-- `reconstruction`: the units decoded from the composed movements (and the real units' initial poses)
-  against the real frames;
-- `alignment`: the composed movement latents against the VAE's (mean) movement latents of the real
-  units (`align_weight`);
+- `reconstruction`: the units decoded from movements drawn from the composer's Gaussians (and the
+  real units' initial poses) against the real frames;
+- `alignment`: KL divergence from the VAE's movement posterior of each real unit to the composer's
+  Gaussian for it (`align_weight`): the composed latents are pulled to the real units' latents;
 - `motion_adversarial`: a small convolutional discriminator of unit sequences judges the composed
   dance against the real one (`adversarial_weight`);
 - `style_adversarial`: a projection discriminator judges a dance together with the music's style
@@ -76,9 +78,18 @@ def _gaussian(stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, logvar.clamp(-8.0, 4.0)
 
 
-def _kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, exp(logvar)) || N(0, I)), summed over the latent, averaged over the rest."""
-    return 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).sum(-1).mean()
+def _kl(mean: torch.Tensor, logvar: torch.Tensor, prior_mean: torch.Tensor | float = 0.0,
+        prior_logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(prior_mean, exp(prior_logvar))), N(0, I) by default; summed over the
+    latent, averaged over the rest."""
+    return 0.5 * (prior_logvar - logvar + (torch.as_tensor(logvar).exp() + (mean - prior_mean) ** 2)
+                  / torch.as_tensor(prior_logvar).exp() - 1).sum(-1).mean()
+
+
+def _draw(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None,
+          scale: float = 1.0) -> torch.Tensor:
+    """A draw of N(mean, exp(logvar)), its spread times `scale` (reparameterised: gradients reach both)."""
+    return mean + scale * (0.5 * logvar).exp() * torch.randn(mean.shape, generator=generator).to(mean)
 
 
 class UnitVAE(nn.Module):
@@ -120,11 +131,12 @@ class UnitVAE(nn.Module):
 
 
 class Composer(nn.Module):
-    """Music (B, n·unit, music_dim), a style embedding (B, style_dim) and noise (B, n, noise) -> movement
-    latents (B, n, movement_latent), one recurrent step per unit; the recurrent state is returned."""
+    """Music (B, n·unit, music_dim) and a style embedding (B, style_dim) -> a Gaussian over each unit's
+    movement latent (mean and log-variance, (B, n, movement_latent) each), one recurrent step per unit;
+    the recurrent state is returned."""
 
     def __init__(self, music_dim: int, unit: int, style_dim: int, movement_latent: int, rnn: str, hidden: int,
-                 layers: int, music_channels: int, noise: int):
+                 layers: int, music_channels: int):
         super().__init__()
         if rnn not in ("gru", "lstm"):
             raise ValueError(f"rnn must be gru or lstm, not {rnn!r}")
@@ -133,15 +145,16 @@ class Composer(nn.Module):
                                       nn.Conv1d(music_channels, music_channels, POOL, POOL), nn.GELU())
         self.music_unit = nn.Linear(music_channels * unit // POOL, hidden)
         self.style_in = nn.Linear(style_dim, hidden)
-        self.rnn = (nn.GRU if rnn == "gru" else nn.LSTM)(2 * hidden + noise, hidden, layers, batch_first=True)
-        self.out = nn.Linear(hidden, movement_latent)
+        self.rnn = (nn.GRU if rnn == "gru" else nn.LSTM)(2 * hidden, hidden, layers, batch_first=True)
+        self.out = nn.Linear(hidden, 2 * movement_latent)
 
-    def forward(self, music: torch.Tensor, style: torch.Tensor, noise: torch.Tensor, state=None):
+    def forward(self, music: torch.Tensor, style: torch.Tensor, state=None):
         h = self.music_in(music.transpose(1, 2)).transpose(1, 2)  # (B, n·unit / POOL, music_channels)
         steps = self.music_unit(rearrange(h, "b (n p) c -> b n (p c)", p=self.unit // POOL))
         style = self.style_in(style)[:, None].expand(-1, steps.shape[1], -1)
-        h, state = self.rnn(torch.cat([steps, style, noise], -1), state)
-        return self.out(h), state
+        h, state = self.rnn(torch.cat([steps, style], -1), state)
+        mean, logvar = _gaussian(self.out(h))
+        return mean, logvar, state
 
 
 class MotionCritic(nn.Module):
@@ -208,9 +221,9 @@ class D2MModel(nn.Module, SavedModel):
     def __init__(self, *, fps: float = 25.0, music_features: tuple[str, ...] = ("fact35",),
                  music_dims: tuple[int, ...] = (35,), unit: int = 32, window_units: int = 8, channels: int = 128,
                  pose_latent: int = 32, movement_latent: int = 32, rnn: str = "gru", hidden: int = 256,
-                 layers: int = 2, music_channels: int = 32, noise: int = 16, critic_channels: int = 64,
+                 layers: int = 2, music_channels: int = 32, critic_channels: int = 64, blend: int = 8,
                  kl_weight: float = 1e-3, velocity_weight: float = 1.0, align_weight: float = 1.0,
-                 adversarial_weight: float = 0.1, style_weight: float = 0.1,
+                 adversarial_weight: float = 0.1, style_weight: float = 0.1, critic_lr_scale: float = 0.25,
                  style_classifier: str | dict = "dance_with_melody", initial_pose: str = "data",
                  initial_pose_bank: int = 256, vae_from: str | None = None, smooth_sigma: float = 0.0,
                  floor_radius: float | None = 4.0, skeleton_offsets: list | None = None, **unused: Any):
@@ -218,9 +231,10 @@ class D2MModel(nn.Module, SavedModel):
         self.keep_config(locals())
         self.fps, self.unit, self.window_units = float(fps), unit, window_units
         self.music_features, self.music_dims = tuple(music_features), tuple(music_dims)
-        self.noise_dim, self.pose_latent = noise, pose_latent
+        self.pose_latent, self.blend = pose_latent, min(blend, unit)
         self.kl_weight, self.velocity_weight, self.align_weight = kl_weight, velocity_weight, align_weight
         self.adversarial_weight, self.style_weight = adversarial_weight, style_weight
+        self.critic_lr_scale = critic_lr_scale
         if initial_pose not in ("prior", "data"):
             raise ValueError(f"initial_pose must be prior or data, not {initial_pose!r}")
         self.initial_pose, self.smooth_sigma, self.floor_radius = initial_pose, smooth_sigma, floor_radius
@@ -250,7 +264,7 @@ class D2MModel(nn.Module, SavedModel):
 
         self.vae = UnitVAE(FEATURE_DIM, unit, channels, pose_latent, movement_latent)
         self.composer = Composer(sum(music_dims), unit, style_dim, movement_latent, rnn, hidden, layers,
-                                 music_channels, noise)
+                                 music_channels)
         self.motion_critic = MotionCritic(FEATURE_DIM, critic_channels) if adversarial_weight else None
         self.style_critic = StyleCritic(FEATURE_DIM, style_dim, critic_channels) if style_weight else None
         self.register_buffer("initial_poses", torch.zeros(initial_pose_bank, pose_latent))
@@ -271,6 +285,15 @@ class D2MModel(nn.Module, SavedModel):
         frame more: the features of a frame are its change from the one before)."""
         frames = self.window_units * self.unit
         return ({f: (frames, 0) for f in self.music_features}, {"rot6d": (frames + 1, -1)})
+
+    def optimiser_groups(self) -> list[dict]:
+        """The trainer's parameter groups: the dancer (VAE and composer) and the critics, each clipped on its
+        own norm (a critic's large gradients do not shrink the composer's step); the critics learn at
+        `critic_lr_scale` × the learning rate with the usual GAN betas (0.5, 0.999)."""
+        critics = [p for c in (self.motion_critic, self.style_critic) if c is not None for p in c.parameters()]
+        own = {id(p) for p in critics}
+        return [{"name": "dancer", "params": [p for p in self.parameters() if id(p) not in own]},
+                {"name": "critics", "params": critics, "lr_scale": self.critic_lr_scale, "betas": (0.5, 0.999)}]
 
     def set_stage(self, stage: str) -> None:
         """Which parts train: "vae" (the unit VAE) or "compose" (composer and critics, the VAE frozen)."""
@@ -352,8 +375,7 @@ class D2MModel(nn.Module, SavedModel):
     def _vae_loss(self, units: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, dict]:
         pose_mean, pose_logvar = self.vae.encode_pose(units[:, 0])
         move_mean, move_logvar = self.vae.encode_movement(units)
-        sample = lambda m, lv: m + (0.5 * lv).exp() * torch.randn(m.shape, generator=generator).to(m)
-        out = self.vae.decode(sample(pose_mean, pose_logvar), sample(move_mean, move_logvar))
+        out = self.vae.decode(_draw(pose_mean, pose_logvar, generator), _draw(move_mean, move_logvar, generator))
         terms = {"reconstruction": F.mse_loss(out, units),
                  "velocity": F.mse_loss(out.diff(dim=1), units.diff(dim=1)),
                  "kl": _kl(pose_mean, pose_logvar) + _kl(move_mean, move_logvar)}
@@ -367,15 +389,14 @@ class D2MModel(nn.Module, SavedModel):
         with torch.no_grad():
             style = self.style_embedding(music)
             pose = self.vae.encode_pose(units[:, 0])[0]
-            target = self.vae.encode_movement(units)[0]
-        noise = torch.randn(b, n, self.noise_dim, generator=generator).to(x)
-        movement, _ = self.composer((music - self.music_mean) / self.music_std, style, noise)
-        movement = rearrange(movement, "b n m -> (b n) m")
-        fake = rearrange(self.vae.decode(pose, movement), "(b n) u d -> b (n u) d", b=b)
+            target_mean, target_logvar = self.vae.encode_movement(units)
+        mean, logvar, _ = self.composer((music - self.music_mean) / self.music_std, style)
+        mean, logvar = rearrange(mean, "b n m -> (b n) m"), rearrange(logvar, "b n m -> (b n) m")
+        fake = rearrange(self.vae.decode(pose, _draw(mean, logvar, generator)), "(b n) u d -> b (n u) d", b=b)
         terms = {"reconstruction": F.mse_loss(fake, x)}
         loss = terms["reconstruction"]
         if self.align_weight:
-            terms["alignment"] = F.mse_loss(movement, target)
+            terms["alignment"] = _kl(target_mean, target_logvar, mean, logvar)
             loss = loss + self.align_weight * terms["alignment"]
         supervised = loss
         for name, critic, weight, real, made in (
@@ -399,20 +420,23 @@ class D2MModel(nn.Module, SavedModel):
 
     @torch.inference_mode()
     def compose(self, music: torch.Tensor, pose: torch.Tensor, generator: torch.Generator, state=None,
-                temperature: float = 1.0):
+                last: torch.Tensor | None = None, temperature: float = 1.0):
         """Normalised frames (B, n·unit, 148) for un-normalised music (B, n·unit, sum(music_dims)), from
-        initial-pose latents (B, pose_latent); also the last unit's end pose latent and the composer's
-        state, to go on from. A batch of songs (the timing benchmark) or one song's window."""
-        b, n = len(music), music.shape[1] // self.unit
-        noise = temperature * torch.randn(b, n, self.noise_dim, generator=generator)
-        movement, state = self.composer((music - self.music_mean) / self.music_std, self.style_embedding(music),
-                                        noise, state)
+        initial-pose latents (B, pose_latent) and, when given, the frames (B, 148) the dance goes on from;
+        also the composer's state, to go on from. A batch of songs (the timing benchmark) or one song's
+        window. `temperature` scales the spread of the movement latents."""
+        mean, logvar, state = self.composer((music - self.music_mean) / self.music_std,
+                                            self.style_embedding(music), state)
+        fade = torch.clamp(1 - torch.arange(self.unit) / max(self.blend, 1), min=0)[:, None] if self.blend else None
         out = []
-        for k in range(n):  # each unit starts from the pose where the one before ended
-            unit = self.vae.decode(pose, movement[:, k])
+        for k in range(mean.shape[1]):  # each unit starts from the pose where the one before ended
+            unit = self.vae.decode(pose, _draw(mean[:, k], logvar[:, k], generator, temperature))
+            if last is not None and fade is not None:
+                unit = unit + (last - unit[:, 0])[:, None] * fade
             out.append(unit)
-            pose = self.vae.encode_pose(unit[:, -1])[0]
-        return torch.cat(out, 1), pose, state
+            last = unit[:, -1]
+            pose = self.vae.encode_pose(last)[0]
+        return torch.cat(out, 1), state
 
     def generate(self, music: Music, *, seed_motion: Motion | None = None, length: int | None = None,
                  seed: int = 0, initial_pose: str | None = None, temperature: float = 1.0,
@@ -420,7 +444,7 @@ class D2MModel(nn.Module, SavedModel):
         """A dance for `music`; the style is what the style extractor hears in it (a `style` control is
         not used). `initial_pose`: "data" or "prior" (default from the config), how the first unit's pose
         is drawn when no `seed_motion` is given (with one, the dance goes on from its last frame).
-        `temperature` scales the composer's noise."""
+        `temperature` scales the spread of the composer's movement latents."""
         length, out_frames, feats = self.music_input(music, length)
         n = -(-out_frames // self.unit)
         feats = torch.from_numpy(feats[:n * self.unit])
@@ -429,10 +453,11 @@ class D2MModel(nn.Module, SavedModel):
         was_training = self.training
         self.eval()
         with torch.inference_mode(), one_thread():
-            start_xz, start_heading = (0.0, 0.0), 0.0
+            start_xz, start_heading, last = (0.0, 0.0), 0.0, None
             if seed_motion is not None and seed_motion.num_frames >= 2:
                 rot6d = torch.from_numpy(motion_to_rot6d(seed_motion.resample(self.fps)))
-                pose = self.vae.encode_pose(self.normalise(rot6d[-2:])[-1])[0]
+                last = self.normalise(rot6d[-2:])[-1:]
+                pose = self.vae.encode_pose(last[0])[0]
                 start_xz = tuple(rot6d[-1, [0, 2]].tolist())
                 start_heading = float(heading(sixd_to_matrix(rot6d[-1, 3:9])))
             else:
@@ -440,8 +465,10 @@ class D2MModel(nn.Module, SavedModel):
             pose, state, out = pose[None], None, []
             for first in range(0, n, self.window_units):  # one window at a time: flat memory
                 window = feats[first * self.unit:(first + self.window_units) * self.unit]
-                x, pose, state = self.compose(window[None], pose, generator, state, temperature)
+                x, state = self.compose(window[None], pose, generator, state, last, temperature)
                 out.append(x[0])
+                last = x[:, -1]
+                pose = self.vae.encode_pose(last)[0]
             x = torch.cat(out)[:out_frames] * self.motion_std + self.motion_mean
             if self.smooth_sigma:
                 from scipy.ndimage import gaussian_filter1d
