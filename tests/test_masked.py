@@ -142,3 +142,68 @@ def test_inbetween_windows_scored_between_their_keys():
         given = torch.nonzero(~z)[:, 0]
         scored = torch.nonzero(c)[:, 0]
         assert (scored > given.min()).all() and (scored < given.max()).all() and z[scored].all()
+
+
+def test_bridge_gate_by_hand():
+    from dancegen.models.masked import bridge_gate
+
+    known = torch.tensor([[0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0], [0] * 12], dtype=torch.bool)
+    gate = bridge_gate(known, 4.0) ** 2 * 4  # the spread b, clamped at the horizon
+    expected = [2, 1, 0, 3 / 4, 1, 3 / 4, 0, 1, 2, 3, 4, 4]  # one-sided outside the keys; d1 d2 / (d1 + d2) between
+    assert torch.allclose(gate[0], torch.tensor(expected)), gate[0]
+    assert (gate[1] == 4).all()  # no key: the whole horizon
+
+
+def test_bridge_correction_starts_at_the_interpolation():
+    """Untrained (its correction head zero), a bridge model fills the gap with its hint, linear in the
+    features: the root moves as `interpolate`'s, the rotations are the nearest to the linearly
+    interpolated 6-D vectors (within 2° of slerp over a short gap); the keys come back exactly."""
+    from scipy.spatial.transform import Rotation
+
+    from dancegen.data.representation import rot6d_to_motion
+    from dancegen.inbetween import interpolate
+
+    model = tiny(correction="bridge", canonical_heading=True)
+    motion = synthetic_motion(2, 30)
+    rot6d = motion_to_rot6d(motion)
+    for keys in (np.array([0, 1, 2, 3, 4, 20]), np.array([0, 1, 2, 3, 4, 10])):
+        known = np.isin(np.arange(30), keys)
+        filled = model.fill(rot6d, known, None)
+        assert np.array_equal(filled[known], rot6d[known])
+        gap = slice(5, keys[-1])
+        w = (np.arange(5, keys[-1]) - 4) / (keys[-1] - 4)
+        linear = rot6d[4] + w[:, None] * (rot6d[keys[-1]] - rot6d[4])
+        ours, slerp = rot6d_to_motion(filled, motion.skeleton, 25.0), interpolate(motion, keys)
+        np.testing.assert_allclose(ours.rotations[gap], rot6d_to_motion(linear, motion.skeleton, 25.0).rotations,
+                                   atol=1e-4)
+        np.testing.assert_allclose(ours.root_translation[gap], slerp.root_translation[gap], atol=1e-5)
+    angle = (Rotation.from_rotvec(ours.rotations[gap].reshape(-1, 3)).inv()
+             * Rotation.from_rotvec(slerp.rotations[gap].reshape(-1, 3))).magnitude()
+    assert 0 < angle.max() < np.radians(2.0), np.degrees(angle.max())  # keys up to 34° apart
+
+
+def test_canonical_heading_fills_turned_windows_alike():
+    """With `canonical_heading` the model sees each window turned to face +Z at its first given frame:
+    a window turned about the vertical (and moved) is filled exactly as turned; without it, not."""
+    from dancegen.models.diffusion import _rotate_yaw
+
+    rot6d = torch.from_numpy(motion_to_rot6d(synthetic_motion(3, 40)))
+    turned = _rotate_yaw(rot6d[None], torch.tensor([2.1]))[0] + torch.tensor([1.5, 0, -0.7] + [0] * 144)
+    known = np.zeros(40, bool)
+    known[3:8] = known[25] = True
+    for canonical in (True, False):
+        model = tiny(correction="bridge", canonical_heading=canonical)
+        torch.nn.init.normal_(model.correct.weight, std=0.05)  # a correction that depends on the pose
+        a = _rotate_yaw(torch.from_numpy(model.fill(rot6d.numpy(), known, None))[None], torch.tensor([2.1]))[0]
+        b = torch.from_numpy(model.fill(turned.numpy(), known, None)) - torch.tensor([1.5, 0, -0.7] + [0] * 144)
+        assert torch.allclose(a, b, atol=1e-4) == canonical
+
+
+def test_bridge_loss_falls_and_old_configs_keep_their_head():
+    model = tiny(correction="bridge", canonical_heading=True)
+    model.set_stage("finetune")
+    batch = batch_of(model)
+    before = fixed_loss(model, batch)
+    train_steps(model, batch, 60, 3e-3)  # slower at first than the plain head: the correction starts at zero
+    assert fixed_loss(model, batch) < 0.9 * before
+    assert not hasattr(tiny(), "correct")  # a saved model without `correction` loads as before

@@ -24,7 +24,15 @@ The loss is the mean squared error on the chosen (masked) frames (with `inbetwee
 only the masked frames between an in-betweening window's first and last key). With `interpolation_hint` (the
 default), a masked frame's token is the mask token plus the embedding of the linear interpolation
 (in feature space) of the nearest unmasked frames, and the model's output there is a correction
-added to that interpolation: with little training time it starts from the interpolation baseline. `stages`: `pretrain` (its task
+added to that interpolation: with little training time it starts from the interpolation baseline.
+With `correction: bridge` that correction comes from its own zero-initialised head (untrained, the
+model returns exactly the hint) and is scaled by `bridge_gate`: 0 at the given frames, growing with
+the distance to them like a Brownian bridge's spread up to `correction_horizon` frames (a plain
+correction was about as large next to a key as far from one: at a 5-frame gap it added more error
+than it removed); the loss then divides each masked frame's error by the gate's square, so the frames
+of a short gap weigh as much as those of a long unknown tail. With `canonical_heading`, each window is
+also turned about the vertical so that the root faces +Z at its reference frame, as it is centred
+there, in training and in filling alike. `stages`: `pretrain` (its task
 weights, plus motion-only data when the training config names some in `data.extra`), then
 `finetune` (paired data only, its own task weights).
 
@@ -49,6 +57,7 @@ from torch import nn
 
 from ..data.representation import motion_to_rot6d, rot6d_to_motion
 from ..motion import Motion
+from ..motion.rotations import sixd_to_matrix
 from .base import STYLES, Music, SavedModel, register_model, style_id
 from .diffusion import _rotate_yaw
 
@@ -111,6 +120,27 @@ def interpolate_frames(x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     return torch.where(known.any(1)[:, None, None], out, 0.0)
 
 
+def bridge_gate(known: torch.Tensor, horizon: float) -> torch.Tensor:
+    """(B, T) scale in (0, 1] of the learned correction at each frame given the `known` (B, T) frames:
+    sqrt(min(b, horizon) / horizon) with b = d1 d2 / (d1 + d2) for a frame d1 frames after the last key
+    before it and d2 before the next (d1 or d2 alone past the first or last key; `horizon` with no key):
+    how far a Brownian bridge pinned at the keys strays (its variance is b). 0 at the keys themselves."""
+    b, t = known.shape
+    index = torch.arange(t, device=known.device).expand(b, t).float()
+    before = torch.where(known, index, -math.inf).cummax(1).values
+    after = torch.where(known, index, math.inf).flip(1).cummin(1).values.flip(1)
+    d1, d2 = index - before, after - index  # inf where there is no key on that side
+    spread = torch.where(d1.isinf(), d2, torch.where(d2.isinf(), d1, d1 * d2 / (d1 + d2).clamp(min=1)))
+    return (spread.clamp(max=horizon) / horizon).sqrt()
+
+
+def heading(rot6d: torch.Tensor) -> torch.Tensor:
+    """(...,) the yaw (radians about +Y) that the root faces in (..., 3 + 6J) rot6d frames (its local +Z
+    on the floor; 0 facing +Z), as in the in-betweening benchmark's `in_frame_of`."""
+    forward = sixd_to_matrix(rot6d[..., 3:9])[..., :, 2]
+    return torch.atan2(forward[..., 0], forward[..., 2])
+
+
 def reference_index(known: torch.Tensor) -> torch.Tensor:
     """(B,) the first given frame of each (B, T) row of `known` (frame 0 when none is given)."""
     return torch.where(known.any(1), known.float().argmax(1), 0)
@@ -131,12 +161,15 @@ class MaskedMotionModel(nn.Module, SavedModel):
                  pretrain_tasks: dict[str, float] | None = None, finetune_tasks: dict[str, float] | None = None,
                  p_no_music: float = 0.1, p_no_style: float = 0.3, use_style: bool = True,
                  augment_yaw: bool = True, interpolation_hint: bool = True, inbetween_scores: str = "all",
+                 correction: str = "plain", correction_horizon: float = 16.0, canonical_heading: bool = False,
                  skeleton_offsets: list | None = None, **unused: Any):
         super().__init__()
         if fusion not in ("features", "sequence"):
             raise ValueError(f"fusion must be features or sequence, got {fusion!r}")
         if not 0 <= overlap < window:
             raise ValueError("0 <= overlap < window")
+        if correction not in ("plain", "bridge") or (correction == "bridge" and not interpolation_hint):
+            raise ValueError(f"correction must be plain or bridge (bridge needs interpolation_hint), got {correction!r}")
         self.keep_config(locals())
         self.fps, self.window, self.overlap, self.fusion = float(fps), window, overlap, fusion
         self.music_features, self.music_dims = tuple(music_features), tuple(music_dims)
@@ -148,6 +181,8 @@ class MaskedMotionModel(nn.Module, SavedModel):
         self.use_extra = bool(self.stages) and self.stages[0] == "pretrain"  # motion-only data joins pre-training
         self.p_no_music, self.p_no_style, self.use_style, self.augment_yaw = p_no_music, p_no_style, use_style, augment_yaw
         self.interpolation_hint, self.inbetween_scores = interpolation_hint, inbetween_scores
+        self.correction, self.correction_horizon = correction, float(correction_horizon)
+        self.canonical_heading = canonical_heading
         self.motion_dim = 3 + 6 * self.skeleton.num_joints
         music_dim = sum(music_dims)
 
@@ -170,6 +205,10 @@ class MaskedMotionModel(nn.Module, SavedModel):
         with torch.no_grad():  # untrained, it returns about the interpolation hint (or the mean pose)
             self.out.weight.mul_(0.1)
             self.out.bias.zero_()
+        if correction == "bridge":  # masked frames' own head, zero at first: untrained, exactly the hint
+            self.correct = nn.Linear(d_model, self.motion_dim)
+            nn.init.zeros_(self.correct.weight)
+            nn.init.zeros_(self.correct.bias)
         self.register_normalisation(self.motion_dim, music_dim)  # filled from training data by `for_data`
         self.motion_mean[3:] = torch.tensor([1.0, 0, 0, 1, 0, 0]).repeat(self.skeleton.num_joints)  # until then: rest pose
 
@@ -209,21 +248,34 @@ class MaskedMotionModel(nn.Module, SavedModel):
             tokens = self.fuse(torch.cat([h, m], dim=-1))
         else:
             tokens = torch.cat([h + self.modality[0], m + self.modality[1]], dim=1)
-        tokens = self.cross(tokens + self.style(style)[:, None])
-        out = self.out(self.norm_out(tokens[:, :t]))
-        return torch.where(mask_token[..., None], hint + out, out) if self.interpolation_hint else out
+        tokens = self.norm_out(self.cross(tokens + self.style(style)[:, None])[:, :t])
+        out = self.out(tokens)
+        if not self.interpolation_hint:
+            return out
+        if self.correction == "bridge":
+            gate = bridge_gate(~mask_token, self.correction_horizon)
+            return torch.where(mask_token[..., None], hint + gate[..., None] * self.correct(tokens), out)
+        return torch.where(mask_token[..., None], hint + out, out)
 
     def normalise(self, rot6d: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, D) rot6d frames -> normalised features with x/z relative to each row's first `known`
-        frame, and that reference x/z (B, 2)."""
-        ref = rot6d[torch.arange(len(rot6d)), reference_index(known)][:, [0, 2]]
+        frame (and, with `canonical_heading`, turned about the vertical so that the root faces +Z there),
+        and that reference (B, 3): its x, z and yaw (0 without `canonical_heading`)."""
+        first = rot6d[torch.arange(len(rot6d)), reference_index(known)]
+        yaw = torch.zeros(len(rot6d), dtype=rot6d.dtype)
+        if self.canonical_heading:  # a row with no given frame is not turned
+            yaw = torch.where(known.any(1), heading(first), yaw)
         x = rot6d.clone()
-        x[..., [0, 2]] -= ref[:, None]
-        return (x - self.motion_mean) / self.motion_std, ref
+        x[..., [0, 2]] -= first[:, None, [0, 2]]
+        if self.canonical_heading:
+            x = _rotate_yaw(x, -yaw)
+        return (x - self.motion_mean) / self.motion_std, torch.cat([first[:, [0, 2]], yaw[:, None]], dim=1)
 
     def denormalise(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         rot6d = x * self.motion_std + self.motion_mean
-        rot6d[..., [0, 2]] += ref[:, None]
+        if self.canonical_heading:
+            rot6d = _rotate_yaw(rot6d, ref[:, 2])
+        rot6d[..., [0, 2]] += ref[:, None, :2]
         return rot6d
 
     # ---- training --------------------------------------------------------------------------------
@@ -264,6 +316,9 @@ class MaskedMotionModel(nn.Module, SavedModel):
         styles = torch.where(drop_style | (not self.use_style), 0, styles)
         pred = self(inputs, zeroed, music, repeat(has_music, "b -> b t", t=t), styles)
         error = ((pred - x) ** 2).mean(-1)
+        if self.correction == "bridge":  # whitened: each masked frame's error over its gate's square, so the
+            gate = bridge_gate(~zeroed, self.correction_horizon)  # short gaps weigh as much as long tails
+            error = torch.where(zeroed, error / gate.clamp(min=1e-3) ** 2, error)
         loss = (error * chosen).sum() / chosen.sum().clamp(min=1)
         root = (((pred - x)[..., :3] ** 2).mean(-1) * chosen).sum() / chosen.sum().clamp(min=1)
         return loss, {"root": root.detach(), "masked_share": chosen.float().mean()}
