@@ -152,8 +152,9 @@ class GANModel(nn.Module, SavedModel):
                  music_dims: tuple[int, ...] = (35,), context: int = 10, music_window: tuple[int, int] = (16, -10),
                  noise_dim: int = 16, noise_smoothing: float = 0.9, hidden: int = 512, layers: int = 3,
                  rollout: int = 24, judge_context: int = 8, disc_channels: int = 64, scales: int = 3,
-                 adversarial_weight: float = 1.0, fm_weight: float = 5.0, l1_weight: float = 5.0, r1_gamma: float = 1.0, betas: tuple = (0.5, 0.999),
-                 disc_lr_scale: float = 1.0, p_start: float = 0.1, motion_noise: float = 0.05,
+                 adversarial_weight: float = 1.0, fm_weight: float = 5.0, l1_weight: float = 5.0,
+                 r1_gamma: float = 1.0, betas: tuple = (0.5, 0.999), disc_lr_scale: float = 1.0,
+                 p_start: float = 0.1, motion_noise: float = 0.05,
                  floor_radius: float | None = 4.0, skeleton_offsets: list | None = None):
         super().__init__()
         self.keep_config(locals())
