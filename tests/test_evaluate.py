@@ -111,3 +111,12 @@ def test_aist_protocol_on_files_in_aist_format(tmp_path: Path):
     # ground truth against all sequences (test + train), so not zero as against itself
     assert results["ground_truth"]["fid_k"] > 0
     assert results["still_pose"]["freeze_rate"] == 1.0
+
+
+def test_rows_of_folders_sharing_a_name_are_named_by_their_path(tmp_path: Path):
+    from dancegen.metrics.evaluate import row_names
+
+    for folder in ("a/best", "b/best", "c/last"):
+        (tmp_path / folder).mkdir(parents=True)
+    models = [str(tmp_path / "a/best"), str(tmp_path / "b/best"), str(tmp_path / "c/last"), "still_pose"]
+    assert row_names(models) == [str(tmp_path / "a/best"), str(tmp_path / "b/best"), "last", "still_pose"]

@@ -34,6 +34,13 @@ def prepared_for(kind: str, path: Path, cache_dir: Path, progress: bool) -> Prep
     return PreparedDataset(out)
 
 
+def row_names(models: list[str]) -> list[str]:
+    """The report's row of each `--model`: a folder's name (a registered model's own name), or, where two
+    folders share a name (out/a/best and out/b/best), the folder's path as given."""
+    names = [Path(m).name if Path(m).is_dir() else m for m in models]
+    return [str(m) if Path(m).is_dir() and names.count(n) > 1 else n for m, n in zip(models, names)]
+
+
 def evaluate(models: list[str], dataset: str, out: str | os.PathLike, *, split: str = "test",
              protocol: str | None = None, seeds: tuple[int, ...] | None = None,
              cache_dir: str | os.PathLike | None = None, progress: bool = True) -> str:
@@ -52,8 +59,8 @@ def evaluate(models: list[str], dataset: str, out: str | os.PathLike, *, split: 
         from dataclasses import replace
 
         chosen = replace(chosen, seeds=tuple(seeds))
-    factories = {Path(name).name if Path(name).is_dir() else name:
-                 (lambda train, name=name: load_model(name, train_motions=train)) for name in models}
+    factories = {row: (lambda train, name=name: load_model(name, train_motions=train))
+                 for row, name in zip(row_names(models), models)}
     bundled = STYLE_CLASSIFIERS.get(kind)  # no classifier for the dataset's styles: style_accuracy is n/a
     classifier = MotionStyleClassifier.bundled(bundled) if bundled and (ASSETS / f"{bundled}_motion").is_dir() else None
     result = run_benchmark(data, factories, split=split, protocol=chosen,
