@@ -3,7 +3,8 @@
 Windows every 40 frames through each test sequence: 10 context frames, a gap of 5, 15 or 30 frames
 (at the data's 25 fps), 1 target frame; L2P, L2Q and NPSS on the gap (dancegen/metrics/inbetween.py
 says exactly how). Rows: interpolation (root linear, rotations slerped), each masked model given with
-the music of the window and without it, and a diffusion model's in-painting when one is given.
+the music of the window and without it, linear interpolation of the 6-D features (the masked model's
+hint without its correction), and a diffusion model's in-painting when one is given.
 
     .venv/bin/python benchmarks/inbetween.py --model out/masked/best [--diffusion out/diffusion/best] -o out/bench-inbetween
 
@@ -21,48 +22,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dancegen.data.representation import motion_to_rot6d
+from dancegen.data.representation import motion_to_rot6d, rot6d_to_motion
 from dancegen.inbetween import inbetween, interpolate, with_keys
 from dancegen.metrics.inbetween import GAPS, evaluate_inbetweening, position_stats, table
 from dancegen.models import load_model
+from dancegen.models.masked import interpolate_frames
 from dancegen.motion import Motion
-from dancegen.motion.rotations import matrix_to_axis_angle
 from dancegen.training.train import prepared_data
 
 
-def masked_filler(model, data, music: bool):
+def feature_interpolation(window: Motion, keys: np.ndarray, *_) -> Motion:
+    """The masked model's interpolation hint alone (its correction left out): the root and every joint's
+    6-D rotation features linear between the keys, each projected back to the nearest rotation."""
+    known = torch.zeros(window.num_frames, dtype=torch.bool)
+    known[keys] = True
+    rot6d = interpolate_frames(torch.from_numpy(motion_to_rot6d(window))[None], known[None])[0]
+    return with_keys(rot6d_to_motion(rot6d.numpy(), window.skeleton, window.fps), window, keys)
+
+
+def model_filler(model, data, music: bool):
+    """A model's `fill` (masked or diffusion: `dancegen inbetween --model`) on a window, with the window's
+    music or without. The diffusion family keeps the keys exactly and bends its root path through them."""
     def fill(window: Motion, keys: np.ndarray, name: str, start: int) -> Motion:
         feats = None
         if music:
             feats = np.concatenate([np.asarray(data.array(name, f)[start:start + window.num_frames])
                                     for f in model.music_features], axis=1)
         return inbetween(model, window, keys, music_features=feats, style=data.sequences[name].get("style"))
-    return fill
-
-
-def diffusion_filler(model, data):
-    """EDGE's in-painting with the diffusion family's sampler: the known frames' features are fixed after
-    every denoising step. The target frame's root step (x/z since the frame before it, unknown) is left
-    free, so the root path need not arrive at the target; the keys are then copied in like every method's."""
-    from dancegen.models.diffusion import features_to_pose, rot6d_to_features
-
-    def fill(window: Motion, keys: np.ndarray, name: str, start: int) -> Motion:
-        rot6d = torch.from_numpy(motion_to_rot6d(window))
-        x = (rot6d_to_features(rot6d) - model.motion_mean) / model.motion_std  # frames 1..L-1
-        mask = torch.zeros_like(x, dtype=torch.bool)  # row k - 1 holds frame k
-        for k in keys[keys > 0].tolist():
-            mask[k - 1] = True
-            mask[k - 1, 1:3] = k - 1 in keys  # a key's root step is known only when the frame before it is
-        music = torch.from_numpy(np.concatenate([np.asarray(data.array(name, f)[start + 1:start + window.num_frames])
-                                                 for f in model.music_features], axis=1))
-        from dancegen.models.base import style_id
-
-        out = model.sample(model.normalise_music(music), style=style_id(data.sequences[name].get("style")),
-                           generator=torch.Generator().manual_seed(0), known=x, mask=mask)
-        root, rotations = features_to_pose(out * model.motion_std + model.motion_mean, rot6d[0, [0, 2]])
-        filled = Motion(window.fps, window.skeleton, np.concatenate([window.root_translation[:1], root.numpy()]),
-                        np.concatenate([window.rotations[:1], matrix_to_axis_angle(rotations).numpy()]))
-        return with_keys(filled, window, keys)
     return fill
 
 
@@ -82,13 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     names = data.split(args.split)[: args.limit]
     sequences = {n: data.motion(n) for n in names}
     stats = position_stats(data.motion(n) for n in data.split("train"))
-    methods = {"interpolation": lambda window, keys, *_: interpolate(window, keys)}
+    methods = {"interpolation": lambda window, keys, *_: interpolate(window, keys),
+               "linear in 6-D features (the masked model's hint)": feature_interpolation}
     for path in args.model:
         model = load_model(path)
-        methods[f"masked ({path})"] = masked_filler(model, data, music=True)
-        methods[f"masked ({path}), no music"] = masked_filler(model, data, music=False)
+        methods[f"masked ({path})"] = model_filler(model, data, music=True)
+        methods[f"masked ({path}), no music"] = model_filler(model, data, music=False)
     if args.diffusion:
-        methods[f"diffusion in-painting ({args.diffusion})"] = diffusion_filler(load_model(args.diffusion), data)
+        methods[f"diffusion in-painting ({args.diffusion})"] = model_filler(load_model(args.diffusion), data, music=True)
     started = time.time()
     results = evaluate_inbetweening(sequences, methods, stats, GAPS, progress=True)
     print(f"{len(names)} {args.split} sequences, {next(iter(results.values()))[GAPS[0]].windows} windows per gap, "

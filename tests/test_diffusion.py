@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import continuation_gap, fixed_loss, normalise_like, random_music as music, synthetic_motion, train_steps
@@ -226,3 +227,15 @@ def test_coarse_to_fine_passes_through_the_global_stages_poses_and_path():
     assert not np.allclose(plain.rotations, motion.rotations, atol=1e-3)
     again = model.generate(music(77), seed=0)
     assert np.array_equal(again.rotations, motion.rotations)
+
+
+def test_signal_weighting_of_the_auxiliary_terms():
+    model = tiny()
+    batch = synthetic_batch(model)
+    uniform = model.loss(batch, torch.Generator().manual_seed(1))[1]
+    model.aux_weighting = "signal"
+    signal = model.loss(batch, torch.Generator().manual_seed(1))[1]
+    assert torch.equal(uniform["x0"], signal["x0"])  # the same draw; x0 itself is not weighted
+    assert not torch.isclose(uniform["joint_velocity"], signal["joint_velocity"])
+    with pytest.raises(ValueError, match="aux_weighting"):
+        tiny(aux_weighting="snr")
