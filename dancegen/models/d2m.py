@@ -17,13 +17,14 @@ unit's frames.
 Composition. A recurrent network (`rnn: gru` or `lstm`) steps once per unit. Its input is the unit's
 music (a small convolution over `music_features`, pooled 4 frames at a time) and the **style**; its
 output is a Gaussian over the unit's movement latent, from which the movement is drawn (music calls
-for many dances: a single predicted latent would be their average, a dancer barely moving). The style is what the project's music style
-extractor (`dancegen.metrics.style`, the bundled Dance with Melody music classifier, frozen and kept
-inside this model) makes of the window's music: the mean of its GRU's hidden states, the layer its
-prediction is read from. Each unit is decoded from its movement and the initial pose of the previous
-unit's last frame (the first unit's initial pose is sampled: from the prior, or from the training
-units' initial poses), so the units chain into a dance; what the pose latent loses of that frame is
-made up over the unit's first `blend` frames (the difference to the last frame, faded out linearly).
+for many dances: a single predicted latent would be their average, a dancer barely moving). The style
+is what the project's music style extractor (`dancegen.metrics.style`, the bundled Dance with Melody
+music classifier, frozen and kept inside this model) makes of the window's music: the mean of its
+GRU's hidden states, the layer its prediction is read from. Each unit is decoded from its movement
+and the initial pose of the previous unit's last frame (the first unit's initial pose is sampled:
+from the prior, or from the training units' initial poses), so the units chain into a dance; what the
+pose latent loses of that frame is made up over the unit's first `blend` frames (the difference to
+the last frame, faded out linearly).
 
 Losses of the `compose` stage (the VAE frozen; the paper's, simplified):
 - `reconstruction`: the units decoded from movements drawn from the composer's Gaussians (and the
@@ -35,16 +36,18 @@ Losses of the `compose` stage (the VAE frozen; the paper's, simplified):
 - `style_adversarial`: a projection discriminator judges a dance together with the music's style
   embedding, the real pair against the composed dance with the same embedding (`style_weight`).
 A term whose weight is 0 is not computed at all (the ablations). The generator and the discriminators
-share the trainer's one optimiser: the discriminators' losses see the composed dance detached, and the
-generator's adversarial terms see the discriminators through detached weights (`torch.func`), so each
-side's gradient reaches only its own parameters (simultaneous gradient descent). The validation loss
-is reconstruction + `align_weight` × alignment, the part that does not drift with the discriminators.
+share one loss and one optimiser step: the discriminators' losses see the composed dance detached, and
+the generator's adversarial terms see the discriminators through detached weights (`torch.func`), so
+each side's gradient reaches only its own parameters (simultaneous gradient descent). Each side is its
+own parameter group (`optimiser_groups`: its own gradient clipping; the critics at `critic_lr_scale` ×
+the learning rate). The validation loss is reconstruction + `align_weight` × alignment, the part that
+does not drift with the discriminators.
 
 Training has two stages, `vae` (reconstruction, velocity and KL on the units of each window) then
 `compose`; `dancegen train configs/d2m.yaml` runs both. With `vae_from: FOLDER` (a saved d2m model) the
-compose stage starts from that model's unit VAE: the ablations train only `compose`, on one shared VAE. Generation steps through the song
-`window_units` units at a time (each window's own style embedding), the recurrent state and the last
-pose carried over, so memory is flat in the song's length.
+compose stage starts from that model's unit VAE: the ablations train only `compose`, on one shared VAE.
+Generation steps through the song `window_units` units at a time (each window's own style embedding),
+the recurrent state and the last pose carried over, so memory is flat in the song's length.
 
 Written by hand: no maintained library implements this model; the layers are torch's.
 """
