@@ -7,6 +7,7 @@ the music of the window and without it, linear interpolation of the 6-D features
 hint without its correction), and a diffusion model's in-painting when one is given.
 
     .venv/bin/python benchmarks/inbetween.py --model out/masked/best [--diffusion out/diffusion/best] -o out/bench-inbetween
+    .venv/bin/python benchmarks/inbetween.py --model out/masked-bridge/best --correction-scale 0.5 --limit 2
 
 Prints the markdown table (docs/benchmark.md, "In-betweening (issue 6)") and writes results.json to -o.
 """
@@ -14,6 +15,7 @@ Prints the markdown table (docs/benchmark.md, "In-betweening (issue 6)") and wri
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -40,6 +42,16 @@ def feature_interpolation(window: Motion, keys: np.ndarray, *_) -> Motion:
     return with_keys(rot6d_to_motion(rot6d.numpy(), window.skeleton, window.fps), window, keys)
 
 
+def scaled_correction(model, scale: float):
+    """A copy of a masked model (`correction: bridge`) whose learned correction of its hint is `scale` times
+    its own (0: the hint alone)."""
+    scaled = copy.deepcopy(model)
+    with torch.no_grad():
+        scaled.correct.weight.mul_(scale)
+        scaled.correct.bias.mul_(scale)
+    return scaled
+
+
 def model_filler(model, data, music: bool):
     """A model's `fill` (masked or diffusion: `dancegen inbetween --model`) on a window, with the window's
     music or without. The diffusion family keeps the keys exactly and bends its root path through them."""
@@ -58,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", default="dance-with-melody:../shared/data/dance_with_melody")
     p.add_argument("--split", default="test")
     p.add_argument("--model", action="append", default=[], help="a saved masked model folder (repeatable)")
+    p.add_argument("--correction-scale", type=float, action="append", default=[], metavar="A",
+                   help="also score each masked model (with music) with its learned correction times A (a model "
+                        "with correction: bridge; repeatable): does the correction help at all?")
     p.add_argument("--diffusion", default=None, help="a saved diffusion model folder, for its in-painting")
     p.add_argument("--limit", type=int, default=None, help="only the first N sequences (a quick look)")
     p.add_argument("-o", "--out", default=None, help="folder for results.json")
@@ -74,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(path)
         methods[f"masked ({path})"] = model_filler(model, data, music=True)
         methods[f"masked ({path}), no music"] = model_filler(model, data, music=False)
+        if args.correction_scale and getattr(model, "correction", None) != "bridge":
+            sys.exit(f"{path}: --correction-scale needs a masked model with correction: bridge")
+        for scale in args.correction_scale:
+            methods[f"masked ({path}), correction × {scale:g}"] = model_filler(scaled_correction(model, scale), data,
+                                                                             music=True)
     if args.diffusion:
         methods[f"diffusion in-painting ({args.diffusion})"] = model_filler(load_model(args.diffusion), data, music=True)
     started = time.time()
