@@ -100,6 +100,21 @@ FPS = 30
 STYLES = ["waltz", "waltz", "waltz", "waltz", "rumba", "rumba", "tango"]
 
 
+def window_batch(model, n: int = 8) -> dict:
+    """A training batch of `n` synthetic dances and random fact35 music in the model's own windows
+    (`model.windows()`), half waltz, half rumba."""
+    import torch
+
+    from dancegen.data.representation import motion_to_rot6d
+
+    inputs, _ = model.windows()
+    frames = inputs["fact35"][0]
+    rot6d = np.stack([motion_to_rot6d(synthetic_motion(i, frames + 1)) for i in range(n)])
+    rng = np.random.default_rng(0)
+    return {"inputs": {"fact35": torch.from_numpy(rng.normal(size=(n, frames, 35)).astype(np.float32))},
+            "outputs": {"rot6d": torch.from_numpy(rot6d)}, "style": ["waltz", "rumba"] * (n // 2)}
+
+
 def synthetic_motion(seed: int, frames: int) -> Motion:
     rng = np.random.default_rng(seed)
     rot = 0.3 * np.sin(np.linspace(0, 6, frames)[:, None, None] + rng.uniform(0, 6, (1, 24, 3)))

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import continuation_gap, fixed_loss, normalise_like, random_music as music, synthetic_motion, train_steps
+from conftest import (continuation_gap, fixed_loss, normalise_like, random_music as music, synthetic_motion,
+                      train_steps, window_batch)
 from dancegen.data.representation import motion_to_rot6d
 from dancegen.models import load_model
 from dancegen.models.base import style_id
@@ -23,15 +24,6 @@ TINY = dict(fps=25.0, music_features=["fact35"], music_dims=[35], down=4, codes=
 def tiny(**kw) -> BailandoModel:
     torch.manual_seed(0)
     return BailandoModel(**{**TINY, **kw}).eval()
-
-
-def synthetic_batch(model: BailandoModel, n: int = 8) -> dict:
-    inputs, outputs = model.windows()
-    frames = inputs["fact35"][0]
-    rot6d = np.stack([motion_to_rot6d(synthetic_motion(i, frames + 1)) for i in range(n)])
-    rng = np.random.default_rng(0)
-    return {"inputs": {"fact35": torch.from_numpy(rng.normal(size=(n, frames, 35)).astype(np.float32))},
-            "outputs": {"rot6d": torch.from_numpy(rot6d)}, "style": ["waltz", "rumba"] * (n // 2)}
 
 
 def test_heading_free_features_integrate_back_to_the_motion():
@@ -64,7 +56,7 @@ def test_floor_radius_keeps_a_long_straight_walk_on_the_floor():
 
 def test_each_stage_lowers_its_loss_and_trains_only_its_parts():
     model = tiny()
-    batch = synthetic_batch(model)
+    batch = window_batch(model)
     for stage, frozen, factor in (("vqvae", model.gpt, 0.6), ("gpt", model.upper, 0.7)):
         model.set_stage(stage)
         kept = [p.clone() for p in frozen.parameters()]
@@ -157,7 +149,7 @@ def test_seed_decides_the_dance_and_temperature_the_variety():
 def test_save_load_round_trip(tmp_path: Path):
     model = tiny()
     model.set_stage("vqvae")
-    train_steps(model, synthetic_batch(model), 2, 1e-3)
+    train_steps(model, window_batch(model), 2, 1e-3)
     model.save(tmp_path / "m")
     loaded = load_model(tmp_path / "m")
     assert isinstance(loaded, BailandoModel) and loaded.config == model.config
@@ -270,7 +262,7 @@ def test_step_rewards_pay_kinetic_beats_on_music_beats_and_charge_stillness():
 def test_actor_critic_stage_learns_what_the_reward_pays_and_trains_only_the_gpt_and_critic():
     model = tiny(actor_critic=True, ac_supervised=0.0)
     assert model.stages == ("vqvae", "gpt", "ac")
-    batch = synthetic_batch(model)
+    batch = window_batch(model)
     model.set_stage("ac")
     model.beat_reward = lambda up, low, beats: (up == 3).float()  # pays upper code 3, wherever it is
     kept = [p.clone() for p in model.upper.parameters()] + [p.clone() for p in model.lower.parameters()]

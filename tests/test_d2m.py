@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import continuation_gap, fixed_loss, normalise_like, random_music as music, synthetic_motion, train_steps
-from dancegen.data.representation import motion_to_rot6d
+from conftest import (continuation_gap, fixed_loss, normalise_like, random_music as music, synthetic_motion,
+                      train_steps, window_batch)
 from dancegen.errors import UserError
 from dancegen.models import load_model
 from dancegen.models.d2m import D2MModel
@@ -27,15 +27,6 @@ def tiny(**kw) -> D2MModel:
     return D2MModel(**{**TINY, **kw}).eval()
 
 
-def synthetic_batch(model: D2MModel, n: int = 8) -> dict:
-    inputs, outputs = model.windows()
-    frames = inputs["fact35"][0]
-    rot6d = np.stack([motion_to_rot6d(synthetic_motion(i, frames + 1)) for i in range(n)])
-    rng = np.random.default_rng(0)
-    return {"inputs": {"fact35": torch.from_numpy(rng.normal(size=(n, frames, 35)).astype(np.float32))},
-            "outputs": {"rot6d": torch.from_numpy(rot6d)}, "style": ["waltz", "rumba"] * (n // 2)}
-
-
 def test_unit_vae_round_trip_shapes():
     model = tiny()
     units = torch.randn(5, 16, 148)
@@ -50,7 +41,7 @@ def test_unit_vae_round_trip_shapes():
 
 def test_each_stage_lowers_its_loss_and_trains_only_its_parts():
     model = tiny()
-    batch = synthetic_batch(model)
+    batch = window_batch(model)
     extractor = [p.clone() for p in model.style_extractor.parameters()]
     for stage, frozen, factor in (("vae", [model.composer, model.motion_critic, model.style_critic], 0.5),
                                   ("compose", [model.vae], 0.9)):
@@ -69,7 +60,7 @@ def test_critics_learn_only_from_their_own_loss():
     model = tiny()
     model.set_stage("compose")
     model.train()
-    _, terms = model.loss(synthetic_batch(model))
+    _, terms = model.loss(window_batch(model))
     assert {"reconstruction", "alignment", "motion_critic", "motion_adversarial", "style_critic",
             "style_adversarial"} <= set(terms)
     from dancegen.models.d2m import _adversarial
@@ -95,7 +86,7 @@ def test_ablation_switches_remove_their_loss_terms(switch, missing):
     model = tiny(**switch)
     model.set_stage("compose")
     model.train()
-    _, terms = model.loss(synthetic_batch(model))
+    _, terms = model.loss(window_batch(model))
     assert not missing & set(terms)
     assert "reconstruction" in terms
     if "style_weight" in switch:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import continuation_gap, fixed_loss, normalise_like, random_music as music, synthetic_motion, train_steps
+from conftest import (continuation_gap, fixed_loss, normalise_like, random_music as music, synthetic_motion,
+                      train_steps, window_batch)
 from dancegen.data.representation import motion_to_rot6d
 from dancegen.models import load_model
 from dancegen.models.diffusion import DiffusionModel
@@ -23,16 +24,9 @@ def tiny(**kw) -> DiffusionModel:
     return DiffusionModel(**{**TINY, **kw}).eval()
 
 
-def synthetic_batch(model: DiffusionModel, n: int = 8) -> dict:
-    rot6d = np.stack([motion_to_rot6d(synthetic_motion(i, model.window + 1)) for i in range(n)])
-    rng = np.random.default_rng(0)
-    return {"inputs": {"fact35": torch.from_numpy(rng.normal(size=(n, model.window, 35)).astype(np.float32))},
-            "outputs": {"rot6d": torch.from_numpy(rot6d)}, "style": ["waltz", "rumba"] * (n // 2)}
-
-
 def test_loss_falls_on_a_tiny_batch():
     model = tiny()
-    batch = synthetic_batch(model)
+    batch = window_batch(model)
     before = fixed_loss(model, batch)
     train_steps(model, batch, 15, 5e-3)
     after = fixed_loss(model, batch)
@@ -59,7 +53,7 @@ def test_seed_decides_the_dance():
 
 def test_save_load_round_trip(tmp_path: Path):
     model = tiny()
-    train_steps(model, synthetic_batch(model), 2, 1e-3)  # weights away from their initial values
+    train_steps(model, window_batch(model), 2, 1e-3)  # weights away from their initial values
     model.save(tmp_path / "m")
     loaded = load_model(tmp_path / "m")
     assert isinstance(loaded, DiffusionModel) and loaded.config == model.config
@@ -189,9 +183,7 @@ def test_global_stage_trains_only_the_coarse_denoiser_on_coarse_windows():
     model.set_stage("global")
     inputs, outputs = model.windows()
     assert inputs["fact35"][0] == 32 and outputs["rot6d"][0] == 33  # 8 coarse frames of 4 (the local 30 crop it)
-    rot6d = np.stack([motion_to_rot6d(synthetic_motion(i, 33)) for i in range(8)])
-    batch = {"inputs": {"fact35": torch.from_numpy(np.random.default_rng(0).normal(size=(8, 32, 35)).astype(np.float32))},
-             "outputs": {"rot6d": torch.from_numpy(rot6d)}, "style": ["waltz"] * 8}
+    batch = window_batch(model)
     local = {k: v.clone() for k, v in model.net.state_dict().items()}
     before = fixed_loss(model, batch)
     train_steps(model, batch, 15, 5e-3)
@@ -231,7 +223,7 @@ def test_coarse_to_fine_passes_through_the_global_stages_poses_and_path():
 
 def test_signal_weighting_of_the_auxiliary_terms():
     model = tiny()
-    batch = synthetic_batch(model)
+    batch = window_batch(model)
     uniform = model.loss(batch, torch.Generator().manual_seed(1))[1]
     model.aux_weighting = "signal"
     signal = model.loss(batch, torch.Generator().manual_seed(1))[1]
