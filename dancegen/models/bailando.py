@@ -116,6 +116,22 @@ def integrate(features: torch.Tensor, *, start_xz=(0.0, 0.0), start_heading: flo
     return root, torch.cat([pelvis[:, None], joints], dim=1)
 
 
+def continuation_start(rot6d: torch.Tensor) -> tuple[tuple[float, float], float]:
+    """The root's x/z and heading at the last of rot6d frames (T, 3 + 6J): where a dance that goes on
+    from them starts (`features_to_motion`'s `start`)."""
+    return tuple(rot6d[-1, [0, 2]].tolist()), float(heading(sixd_to_matrix(rot6d[-1, 3:9])))
+
+
+def features_to_motion(features: torch.Tensor, skeleton, fps: float, *,
+                       start: tuple[tuple[float, float], float] = ((0.0, 0.0), 0.0),
+                       floor_radius: float | None = None) -> Motion:
+    """(T, 148) un-normalised features as a Motion, the path integrated (`integrate`) from `start`
+    (root x/z, heading), steered to stay within `floor_radius`."""
+    root, rotations = integrate(features, start_xz=start[0], start_heading=start[1], floor_radius=floor_radius,
+                                fps=fps)
+    return Motion(fps, skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
+
+
 def step_rewards(speed: np.ndarray, music_beats: np.ndarray, fps: float, down: int, *, off_beat: float = 0.3,
                  still: float = 1.0, still_speed: float = 0.0) -> np.ndarray:
     """The actor-critic's reward (B, n) per code step of `down` frames, from the mean joint speed (B, T − 1)
@@ -756,7 +772,7 @@ class BailandoModel(nn.Module, SavedModel):
         self.eval()
         with torch.inference_mode():
             steps = self.gpt.encode_music(feats[None])[0]
-            prefix, start_xz, start_heading = None, (0.0, 0.0), 0.0
+            prefix, start = None, ((0.0, 0.0), 0.0)
             if seed_motion is not None:
                 rot6d = torch.from_numpy(motion_to_rot6d(seed_motion.resample(self.fps)))
                 usable = (len(rot6d) - 1) // self.down * self.down  # whole code steps at the seed's end
@@ -764,8 +780,7 @@ class BailandoModel(nn.Module, SavedModel):
                     x = self.normalise(rot6d)[-usable:]
                     lower, upper = self.split(x[None])
                     prefix = (self.upper.codes(upper)[0], self.lower.codes(lower)[0])
-                start_xz = tuple(rot6d[-1, [0, 2]].tolist())
-                start_heading = float(heading(sixd_to_matrix(rot6d[-1, 3:9])))
+                start = continuation_start(rot6d)
             with one_thread():
                 up, low = self.sample_codes(steps, style_id(chosen) if self.use_style else 0,
                                             torch.Generator().manual_seed(int(seed)), prefix=prefix,
@@ -780,8 +795,6 @@ class BailandoModel(nn.Module, SavedModel):
                 from scipy.ndimage import gaussian_filter1d
 
                 x = torch.from_numpy(gaussian_filter1d(x.numpy(), self.smooth_sigma, axis=0, mode="nearest"))
-            root, rotations = integrate(x, start_xz=start_xz, start_heading=start_heading,
-                                        floor_radius=self.floor_radius, fps=self.fps)
+            motion = features_to_motion(x, self.skeleton, self.fps, start=start, floor_radius=self.floor_radius)
         self.train(was_training)
-        motion = Motion(self.fps, self.skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
         return self.at_music_rate(motion, music, length)

@@ -65,8 +65,7 @@ from torch.func import functional_call
 
 from ..data.representation import motion_to_rot6d
 from ..motion import Motion
-from ..motion.rotations import matrix_to_axis_angle, sixd_to_matrix
-from .bailando import FEATURE_DIM, heading, integrate, rot6d_to_local
+from .bailando import FEATURE_DIM, continuation_start, features_to_motion, rot6d_to_local
 from .base import Music, SavedModel, one_thread, register_model
 
 POOL = 4  # music frames pooled into one composer input step; also the VAE's downsampling
@@ -387,7 +386,7 @@ class D2MModel(nn.Module, SavedModel):
 
     def _compose_loss(self, batch: dict, x: torch.Tensor, units: torch.Tensor,
                       generator: torch.Generator | None) -> tuple[torch.Tensor, dict]:
-        b, n = len(x), x.shape[1] // self.unit
+        b = len(x)
         music = torch.cat([batch["inputs"][f] for f in self.music_features], dim=-1)
         with torch.no_grad():
             style = self.style_embedding(music)
@@ -456,13 +455,12 @@ class D2MModel(nn.Module, SavedModel):
         was_training = self.training
         self.eval()
         with torch.inference_mode(), one_thread():
-            start_xz, start_heading, last = (0.0, 0.0), 0.0, None
+            start, last = ((0.0, 0.0), 0.0), None
             if seed_motion is not None and seed_motion.num_frames >= 2:
                 rot6d = torch.from_numpy(motion_to_rot6d(seed_motion.resample(self.fps)))
                 last = self.normalise(rot6d[-2:])[-1:]
                 pose = self.vae.encode_pose(last[0])[0]
-                start_xz = tuple(rot6d[-1, [0, 2]].tolist())
-                start_heading = float(heading(sixd_to_matrix(rot6d[-1, 3:9])))
+                start = continuation_start(rot6d)
             else:
                 pose = self.first_pose(generator, initial_pose or self.initial_pose)
             pose, state, out = pose[None], None, []
@@ -477,8 +475,6 @@ class D2MModel(nn.Module, SavedModel):
                 from scipy.ndimage import gaussian_filter1d
 
                 x = torch.from_numpy(gaussian_filter1d(x.numpy(), self.smooth_sigma, axis=0, mode="nearest"))
-            root, rotations = integrate(x, start_xz=start_xz, start_heading=start_heading,
-                                        floor_radius=self.floor_radius, fps=self.fps)
+            motion = features_to_motion(x, self.skeleton, self.fps, start=start, floor_radius=self.floor_radius)
         self.train(was_training)
-        motion = Motion(self.fps, self.skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
         return self.at_music_rate(motion, music, length)

@@ -43,7 +43,6 @@ import math
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -52,8 +51,7 @@ from tqdm import tqdm
 
 from ..data.representation import motion_to_rot6d
 from ..motion import Motion
-from ..motion.rotations import matrix_to_axis_angle, sixd_to_matrix
-from .bailando import FEATURE_DIM, heading, integrate, rot6d_to_local
+from .bailando import FEATURE_DIM, continuation_start, features_to_motion, rot6d_to_local
 from .base import Music, SavedModel, one_thread, register_model
 
 
@@ -300,12 +298,11 @@ class GANModel(nn.Module, SavedModel):
         follows the music alone: a `style` control is accepted and has no effect."""
         length, frames, feats = self.music_input(music, length)
         normalised = (torch.from_numpy(feats[:frames]) - self.music_mean) / self.music_std
-        history, start_xz, start_heading = None, (0.0, 0.0), 0.0
+        history, start = None, ((0.0, 0.0), 0.0)
         if seed_motion is not None and seed_motion.num_frames >= 2:
             rot6d = torch.from_numpy(motion_to_rot6d(seed_motion.resample(self.fps)))
             history = self.normalise(rot6d[-(self.context + 1):])
-            start_xz = tuple(rot6d[-1, [0, 2]].tolist())
-            start_heading = float(heading(sixd_to_matrix(rot6d[-1, 3:9])))
+            start = continuation_start(rot6d)
         was_training = self.training
         self.eval()
         try:
@@ -315,7 +312,6 @@ class GANModel(nn.Module, SavedModel):
                                 temperature=1.0 if temperature is None else temperature, progress=progress)
         finally:
             self.train(was_training)
-        root, rotations = integrate(x * self.motion_std + self.motion_mean, start_xz=start_xz,
-                                    start_heading=start_heading, floor_radius=self.floor_radius, fps=self.fps)
-        motion = Motion(self.fps, self.skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
+        motion = features_to_motion(x * self.motion_std + self.motion_mean, self.skeleton, self.fps, start=start,
+                                    floor_radius=self.floor_radius)
         return self.at_music_rate(motion, music, length)

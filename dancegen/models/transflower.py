@@ -54,8 +54,7 @@ from tqdm import tqdm
 
 from ..data.representation import motion_to_rot6d
 from ..motion import Motion
-from ..motion.rotations import matrix_to_axis_angle, sixd_to_matrix
-from .bailando import FEATURE_DIM, heading, integrate, rot6d_to_local
+from .bailando import FEATURE_DIM, continuation_start, features_to_motion, rot6d_to_local
 from .base import STYLES, Music, SavedModel, one_thread, register_model, style_id
 
 
@@ -376,12 +375,11 @@ class _NextFrames(nn.Module, SavedModel):
         columns = np.cumsum((0,) + self.music_dims)
         normalised = {f: self.normalise_music(torch.from_numpy(feats[:out_frames, a:b]), f)
                       for f, a, b in zip(self.music_features, columns, columns[1:])}
-        history, start_xz, start_heading = None, (0.0, 0.0), 0.0
+        history, start = None, ((0.0, 0.0), 0.0)
         if seed_motion is not None:
             rot6d = torch.from_numpy(motion_to_rot6d(seed_motion.resample(self.fps)))
             history = self.normalise(rot6d[-(1 - self.spans["motion"][1]):])
-            start_xz = tuple(rot6d[-1, [0, 2]].tolist())
-            start_heading = float(heading(sixd_to_matrix(rot6d[-1, 3:9])))
+            start = continuation_start(rot6d)
         chosen = music.style if style is None else style
         was_training = self.training
         self.eval()
@@ -394,9 +392,7 @@ class _NextFrames(nn.Module, SavedModel):
         finally:
             self.train(was_training)
         x = x[:out_frames] * self.motion_std + self.motion_mean
-        root, rotations = integrate(x, start_xz=start_xz, start_heading=start_heading,
-                                    floor_radius=self.floor_radius, fps=self.fps)
-        motion = Motion(self.fps, self.skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
+        motion = features_to_motion(x, self.skeleton, self.fps, start=start, floor_radius=self.floor_radius)
         return self.at_music_rate(motion, music, length)
 
 
