@@ -207,3 +207,70 @@ def test_bridge_loss_falls_and_old_configs_keep_their_head():
     train_steps(model, batch, 60, 3e-3)  # slower at first than the plain head: the correction starts at zero
     assert fixed_loss(model, batch) < 0.9 * before
     assert not hasattr(tiny(), "correct")  # a saved model without `correction` loads as before
+
+
+def test_linear_gate_scales_the_correction_by_the_bridge_variance():
+    """`correction_gate: linear`: the gate is the sqrt gate squared, and the same correction head moves each
+    filled frame off the hint by exactly that gate (the ratio of the two fills' corrections)."""
+    from dancegen.models.masked import bridge_gate
+
+    known = torch.tensor([[0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    assert torch.allclose(bridge_gate(known, 4.0, "linear"), bridge_gate(known, 4.0) ** 2)
+    with pytest.raises(ValueError, match="correction_gate"):
+        tiny(correction="bridge", correction_gate="cubic")
+    rot6d = motion_to_rot6d(synthetic_motion(4, 40))
+    given = np.zeros(40, bool)
+    given[[0, 1, 2, 30]] = True
+    fills = {}
+    for gate in ("sqrt", "linear", "none"):
+        model = tiny(correction="bridge", correction_gate="linear" if gate == "none" else gate)
+        torch.nn.init.normal_(model.correct.weight, std=0.05)
+        if gate == "none":
+            torch.nn.init.zeros_(model.correct.weight)  # the hint alone
+        fills[gate] = model.fill(rot6d, given, None)
+    ratio = (fills["linear"] - fills["none"])[3:30, 3] / (fills["sqrt"] - fills["none"])[3:30, 3]
+    gates = bridge_gate(torch.from_numpy(given)[None], 16.0)[0, 3:30].numpy()
+    np.testing.assert_allclose(ratio, gates, rtol=1e-3)  # linear / sqrt = sqrt gate
+    assert gates.min() < 0.5 < gates.max()
+
+
+def test_position_error_is_the_benchmarks_l2p():
+    """`position_error` on normalised windows is L2P (dancegen/metrics/inbetween.py) of the same frames."""
+    from dancegen.metrics.inbetween import global_pose, l2p
+    from dancegen.motion import Motion
+
+    model = tiny(position_loss=1.0)
+    std = torch.rand(24, 3, generator=torch.Generator().manual_seed(0)) + 0.2
+    model.position_std.copy_(std)
+    motions = [synthetic_motion(i, 30) for i in (1, 2)]
+    rot6d = [motion_to_rot6d(m) for m in motions]
+    normalise_like(model, rot6d[0], np.random.default_rng(0).normal(size=(30, 35)).astype(np.float32))
+    known = torch.ones(1, 30, dtype=torch.bool)
+    x = [model.normalise(torch.from_numpy(r)[None], known)[0] for r in rot6d]  # x/z from each one's first frame
+    positions = [global_pose(Motion(m.fps, model.skeleton, m.root_translation - m.root_translation[0] * [1, 0, 1],
+                                    m.rotations))[0][None] for m in motions]
+    expected = l2p(positions[0], positions[1], np.zeros((24, 3)), std.double().numpy())
+    assert expected > 1.0
+    assert float(model.position_error(x[0], x[1]).mean()) == pytest.approx(expected, rel=1e-4)
+    assert float(model.position_error(x[0], x[0]).max()) < 1e-3
+
+
+def test_position_loss_falls_and_takes_l2p_normalisation_from_the_train_split(tmp_path: Path, synthetic):
+    from dancegen.data.prepare import prepare
+    from dancegen.metrics.inbetween import position_stats
+    from dancegen.training.train import prepared_data
+
+    prepare("synthetic", synthetic, tmp_path / "paired", recipes=("fact35",), jobs=1, progress=False)
+    data = prepared_data({"path": str(tmp_path / "paired")})
+    config = {k: v for k, v in TINY.items() if k not in ("fps", "music_dims")}
+    model = MaskedMotionModel.for_data(data, **config, correction="bridge", position_loss=1.0, feature_loss=0.0)
+    expected = position_stats(data.motion(n) for n in data.split("train"))[1]
+    np.testing.assert_allclose(model.position_std.numpy(), expected, rtol=1e-5)
+    assert not hasattr(MaskedMotionModel.for_data(data, **config), "position_std")  # only with the loss
+    model = tiny(correction="bridge", position_loss=1.0, feature_loss=0.0)  # L2P alone
+    model.position_std.copy_(torch.from_numpy(expected))
+    model.set_stage("finetune")
+    batch = batch_of(model)
+    before = fixed_loss(model, batch)
+    train_steps(model, batch, 40, 3e-3)  # slowly: the correction head starts at zero
+    assert fixed_loss(model, batch) < 0.95 * before

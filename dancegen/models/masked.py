@@ -30,7 +30,11 @@ model returns exactly the hint) and is scaled by `bridge_gate`: 0 at the given f
 the distance to them like a Brownian bridge's spread up to `correction_horizon` frames (a plain
 correction was about as large next to a key as far from one: at a 5-frame gap it added more error
 than it removed); the loss then divides each masked frame's error by the gate's square, so the frames
-of a short gap weigh as much as those of a long unknown tail. With `canonical_heading`, each window is
+of a short gap weigh as much as those of a long unknown tail (`correction_gate: linear` grows the gate
+with the bridge's variance instead of its spread). `position_loss: w` adds w times the in-betweening
+benchmark's own error (L2P, dancegen/metrics/inbetween.py) on the chosen frames: joint positions by
+forward kinematics, each coordinate divided by its std over the train split's benchmark windows, the
+L2 norm per frame (`feature_loss` weighs the feature error). With `canonical_heading`, each window is
 also turned about the vertical so that the root faces +Z at its reference frame, as it is centred
 there, in training and in filling alike. `stages`: `pretrain` (its task
 weights, plus motion-only data when the training config names some in `data.extra`), then
@@ -56,7 +60,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from ..data.representation import motion_to_rot6d, rot6d_to_motion
-from ..motion import Motion
+from ..motion import Motion, forward_kinematics
 from ..motion.rotations import sixd_to_matrix
 from .base import STYLES, Music, SavedModel, register_model, style_id
 from .diffusion import _rotate_yaw
@@ -120,18 +124,21 @@ def interpolate_frames(x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     return torch.where(known.any(1)[:, None, None], out, 0.0)
 
 
-def bridge_gate(known: torch.Tensor, horizon: float) -> torch.Tensor:
+def bridge_gate(known: torch.Tensor, horizon: float, shape: str = "sqrt") -> torch.Tensor:
     """(B, T) scale in (0, 1] of the learned correction at each frame given the `known` (B, T) frames:
     sqrt(min(b, horizon) / horizon) with b = d1 d2 / (d1 + d2) for a frame d1 frames after the last key
     before it and d2 before the next (d1 or d2 alone past the first or last key; `horizon` with no key):
-    how far a Brownian bridge pinned at the keys strays (its variance is b). 0 at the keys themselves."""
+    how far a Brownian bridge pinned at the keys strays (its variance is b). 0 at the keys themselves.
+    `shape` "linear": min(b, horizon) / horizon, the bridge's variance rather than its spread (smooth
+    motion strays from the straight line between keys faster than a random walk: slower near a key)."""
     b, t = known.shape
     index = torch.arange(t, device=known.device).expand(b, t).float()
     before = torch.where(known, index, -math.inf).cummax(1).values
     after = torch.where(known, index, math.inf).flip(1).cummin(1).values.flip(1)
     d1, d2 = index - before, after - index  # inf where there is no key on that side
     spread = torch.where(d1.isinf(), d2, torch.where(d2.isinf(), d1, d1 * d2 / (d1 + d2).clamp(min=1)))
-    return (spread.clamp(max=horizon) / horizon).sqrt()
+    gate = spread.clamp(max=horizon) / horizon
+    return gate if shape == "linear" else gate.sqrt()
 
 
 def heading(rot6d: torch.Tensor) -> torch.Tensor:
@@ -161,7 +168,8 @@ class MaskedMotionModel(nn.Module, SavedModel):
                  pretrain_tasks: dict[str, float] | None = None, finetune_tasks: dict[str, float] | None = None,
                  p_no_music: float = 0.1, p_no_style: float = 0.3, use_style: bool = True,
                  augment_yaw: bool = True, interpolation_hint: bool = True, inbetween_scores: str = "all",
-                 correction: str = "plain", correction_horizon: float = 16.0, canonical_heading: bool = False,
+                 correction: str = "plain", correction_horizon: float = 16.0, correction_gate: str = "sqrt",
+                 canonical_heading: bool = False, feature_loss: float = 1.0, position_loss: float = 0.0,
                  skeleton_offsets: list | None = None, **unused: Any):
         super().__init__()
         if fusion not in ("features", "sequence"):
@@ -170,6 +178,8 @@ class MaskedMotionModel(nn.Module, SavedModel):
             raise ValueError("0 <= overlap < window")
         if correction not in ("plain", "bridge") or (correction == "bridge" and not interpolation_hint):
             raise ValueError(f"correction must be plain or bridge (bridge needs interpolation_hint), got {correction!r}")
+        if correction_gate not in ("sqrt", "linear"):
+            raise ValueError(f"correction_gate must be sqrt or linear, got {correction_gate!r}")
         self.keep_config(locals())
         self.fps, self.window, self.overlap, self.fusion = float(fps), window, overlap, fusion
         self.music_features, self.music_dims = tuple(music_features), tuple(music_dims)
@@ -181,7 +191,8 @@ class MaskedMotionModel(nn.Module, SavedModel):
         self.use_extra = bool(self.stages) and self.stages[0] == "pretrain"  # motion-only data joins pre-training
         self.p_no_music, self.p_no_style, self.use_style, self.augment_yaw = p_no_music, p_no_style, use_style, augment_yaw
         self.interpolation_hint, self.inbetween_scores = interpolation_hint, inbetween_scores
-        self.correction, self.correction_horizon = correction, float(correction_horizon)
+        self.correction, self.correction_horizon, self.correction_gate = correction, float(correction_horizon), correction_gate
+        self.feature_loss, self.position_loss = float(feature_loss), float(position_loss)
         self.canonical_heading = canonical_heading
         self.motion_dim = 3 + 6 * self.skeleton.num_joints
         music_dim = sum(music_dims)
@@ -210,6 +221,8 @@ class MaskedMotionModel(nn.Module, SavedModel):
             nn.init.zeros_(self.correct.weight)
             nn.init.zeros_(self.correct.bias)
         self.register_normalisation(self.motion_dim, music_dim)  # filled from training data by `for_data`
+        if position_loss:  # L2P's normalisation of each joint coordinate (J, 3), set by `for_data`
+            self.register_buffer("position_std", torch.ones(self.skeleton.num_joints, 3))
         self.motion_mean[3:] = torch.tensor([1.0, 0, 0, 1, 0, 0]).repeat(self.skeleton.num_joints)  # until then: rest pose
 
     # ---- construction ----------------------------------------------------------------------------
@@ -219,6 +232,11 @@ class MaskedMotionModel(nn.Module, SavedModel):
         model = super().for_data(data, **config)
         model.motion_mean[[0, 2]] = 0.0  # x/z are relative to the window's reference frame: metres as they are
         model.motion_std[[0, 2]] = 1.0
+        if model.position_loss:
+            from ..metrics.inbetween import position_stats
+
+            std = position_stats(data.motion(n) for n in data.split("train"))[1]
+            model.position_std.copy_(torch.from_numpy(std))
         return model
 
     def windows(self) -> tuple[dict, dict]:
@@ -253,7 +271,7 @@ class MaskedMotionModel(nn.Module, SavedModel):
         if not self.interpolation_hint:
             return out
         if self.correction == "bridge":
-            gate = bridge_gate(~mask_token, self.correction_horizon)
+            gate = bridge_gate(~mask_token, self.correction_horizon, self.correction_gate)
             return torch.where(mask_token[..., None], hint + gate[..., None] * self.correct(tokens), out)
         return torch.where(mask_token[..., None], hint + out, out)
 
@@ -317,11 +335,29 @@ class MaskedMotionModel(nn.Module, SavedModel):
         pred = self(inputs, zeroed, music, repeat(has_music, "b -> b t", t=t), styles)
         error = ((pred - x) ** 2).mean(-1)
         if self.correction == "bridge":  # whitened: each masked frame's error over its gate's square, so the
-            gate = bridge_gate(~zeroed, self.correction_horizon)  # short gaps weigh as much as long tails
-            error = torch.where(zeroed, error / gate.clamp(min=1e-3) ** 2, error)
-        loss = (error * chosen).sum() / chosen.sum().clamp(min=1)
-        root = (((pred - x)[..., :3] ** 2).mean(-1) * chosen).sum() / chosen.sum().clamp(min=1)
-        return loss, {"root": root.detach(), "masked_share": chosen.float().mean()}
+            gate = bridge_gate(~zeroed, self.correction_horizon, self.correction_gate)  # short gaps weigh as
+            error = torch.where(zeroed, error / gate.clamp(min=1e-3) ** 2, error)  # much as long tails
+        mean = lambda e: (e * chosen).sum() / chosen.sum().clamp(min=1)  # noqa: E731 (over the chosen frames)
+        logs = {"root": mean(((pred - x)[..., :3] ** 2).mean(-1)).detach(), "masked_share": chosen.float().mean()}
+        loss = self.feature_loss * mean(error)
+        if self.position_loss:
+            positions = mean(self.position_error(pred, x))
+            loss = loss + self.position_loss * positions
+            logs["positions"] = positions.detach()
+        return loss, logs
+
+    def joint_positions(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., J, 3) joint positions (forward kinematics, in the window's frame) of normalised frames (..., D)."""
+        rot6d = x * self.motion_std + self.motion_mean
+        rotations = sixd_to_matrix(rot6d[..., 3:].unflatten(-1, (self.skeleton.num_joints, 6)))
+        return forward_kinematics(rotations, rot6d[..., :3], torch.from_numpy(self.skeleton.offsets),
+                                  self.skeleton.parents)[0]
+
+    def position_error(self, pred: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) L2P's error per frame between normalised frames `pred` and `x` (B, T, D): the L2 norm over
+        all joints' positions, each coordinate divided by its std over the train split (`position_std`)."""
+        diff = (self.joint_positions(pred) - self.joint_positions(x)) / self.position_std
+        return (diff.square().sum((-2, -1)) + 1e-8).sqrt()
 
     # ---- filling and generating ------------------------------------------------------------------
 
