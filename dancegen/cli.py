@@ -159,7 +159,7 @@ def _inbetween(args: argparse.Namespace) -> None:
         args.motion, args.out, every=args.every, keys=keys, song=args.song, start=args.start, model=args.model,
         style=args.style, keep_joints=args.keep_joints, formats=tuple(f for f in args.formats.split(",") if f), progress=not args.quiet)
     print(f"{Path(args.motion).name}: {motion.num_frames} frames ({motion.duration:.1f} s) through {len(key_frames)} "
-          f"keyframes{f' to {Path(args.song).name}' if args.song else ''} in {time.time() - started:.1f} s: "
+          f"keyframes{f' to {Path(args.song).name}' if args.song else ''} by {args.model} in {time.time() - started:.1f} s: "
           + ", ".join(str(p) for p in written))
 
 
@@ -323,8 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--song", default=None, help="a song to move to between the keyframes (default: none)")
     p.add_argument("--start", type=float, default=0.0, help="seconds into the song where the motion starts")
-    p.add_argument("--model", default="out/masked/best",
-                   help="a saved masked model folder, or interpolation (default: out/masked/best)")
+    p.add_argument("--model", default="interpolation",
+                   help="a saved masked or diffusion model folder (`dancegen train configs/masked.yaml` makes "
+                        "out/masked/best), or interpolation: root linear, joint rotations slerped (the default: "
+                        "no trained in-betweening model ships with dancegen)")
     p.add_argument("--style", default=None, help="a style the model knows (default: none)")
     p.add_argument("--keep-joints", default=None,
                    help="also keep these joints at every frame and generate the rest: upper, lower or SMPL joint "

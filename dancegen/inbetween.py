@@ -134,12 +134,13 @@ def inbetween(model, motion: Motion, keys: np.ndarray, *, music_features: np.nda
 
 def inbetween_file(motion_path: str | os.PathLike, out: str | os.PathLike, *, every: int | None = None,
                    keys: list[int] | None = None, song: str | os.PathLike | None = None, start: float = 0.0,
-                   model: str = "out/masked/best", style: str | None = None, keep_joints: str | None = None,
+                   model: str = "interpolation", style: str | None = None, keep_joints: str | None = None,
                    formats: tuple[str, ...] = ("bvh", "npz", "mp4", "html"), progress: bool = True):
     """Read MOTION (BVH or dancegen npz), fill it between its keys and write NAME.bvh/.npz/.mp4/.html to
     `out` as `dancegen generate` does (NAME: the song's name, or the motion's without a song); the video
     shows the key frames highlighted. `keep_joints` (upper, lower or joint names) keeps those joints at
-    every frame too; keys are then optional. Returns (the Motion, the keys, the paths written)."""
+    every frame too; keys are then optional. `model`: a saved model folder, or "interpolation" (the
+    default: no in-betweening model is bundled). Returns (the Motion, the keys, the paths written)."""
     from .generation import FORMATS, read_seed_motion
 
     unknown = [f for f in formats if f not in FORMATS]

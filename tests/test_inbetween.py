@@ -134,6 +134,21 @@ def test_cli_end_to_end(tmp_path: Path):
     assert code == 0 and {p.name for p in (tmp_path / "plain").iterdir()} == {"dance.npz", "dance.html"}
 
 
+def test_cli_default_is_interpolation(tmp_path: Path, capsys, monkeypatch):
+    """No trained in-betweening model ships with dancegen: without --model a fresh clone interpolates
+    (and says so), even where out/masked/best is absent."""
+    monkeypatch.chdir(tmp_path)
+    motion = synthetic_motion(3, 50)
+    motion.save(tmp_path / "dance.npz")
+    assert main(["inbetween", "dance.npz", "--every", "12", "-o", "out", "--formats", "npz", "-q"]) == 0
+    out = Motion.load(tmp_path / "out" / "dance.npz")
+    expected = interpolate(motion, keyframes(50, every=12))
+    np.testing.assert_allclose(out.rotations, expected.rotations, atol=1e-6)
+    np.testing.assert_allclose(out.root_translation, expected.root_translation, atol=1e-6)
+    assert not np.allclose(out.rotations, motion.rotations, atol=1e-3)  # the frames between keys were made
+    assert "by interpolation" in capsys.readouterr().out
+
+
 def test_cli_bad_input(tmp_path: Path, capsys):
     synthetic_motion(0, 30).save(tmp_path / "d.npz")
     assert main(["inbetween", str(tmp_path / "d.npz"), "--keys", "0,99", "-o", str(tmp_path / "o"),
