@@ -103,6 +103,13 @@ def test_video_frames_show_a_moving_figure(video):
         assert W * 0.25 < cols.mean() < W * 0.75
 
 
+def test_floor_is_checkered_and_slides_as_the_camera_follows(motion):
+    drawer = FrameDrawer(motion.positions(), Figure.of(motion.skeleton), motion.fps, (W, H))
+    corner = [drawer.rgb(i)[H - 60:, :80].astype(int) for i in (0, 15)]  # floor only, away from the figure
+    assert np.ptp(corner[0].mean(axis=-1)) > 20  # dark and light checks
+    assert np.abs(corner[0] - corner[1]).mean() > 5  # the dancer travelled 0.16 m: the checks moved
+
+
 def test_video_without_song_has_no_audio(motion, tmp_path):
     path = render_video(motion[:15], tmp_path / "silent.mp4", progress=False)
     info = _ffmpeg_info(path)

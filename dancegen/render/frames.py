@@ -1,4 +1,4 @@
-"""Drawing a dance's video frames on the CPU, fast: PIL polygons in Y'CbCr.
+"""Drawing a dance's video frames on the CPU, fast: numpy and PIL polygons, straight into yuv420p.
 
 Hand-written because no maintained library draws a 3-D figure this fast on a CPU (matplotlib's 3-D
 axes manage about 20 frames/s; this draws several hundred). The scene: a camera at a fixed height
@@ -7,13 +7,17 @@ in perspective that fades into haze (so travel shows); a soft shadow; the figure
 tapered capsules drawn far to near, the body's left in blue, its right in orange, nearer parts
 brighter, the trunk as one piece and a head disc.
 
-The figure is anti-aliased: its box is drawn at SUPERSAMPLE times the size and shrunk back. The
-floor is not: its checks differ by a few grey levels, so their stair-steps are faint, and smoothing
-them (drawing the floor's band at twice the size) costs ~1.5 ms a frame that the 200 frames/s bar
-on two cores cannot spare. Frames are drawn in Y'CbCr (BT.601, video range) rather than RGB:
-averaging Y'CbCr pixels is the same as averaging RGB ones (the conversion is linear), and the
-yuv420p frames that come out go to the encoder with nothing left to convert. The canvas persists
-between frames; only what a frame drew on is restored and copied out.
+Frames are made in Y'CbCr (BT.601, video range) rather than RGB: averaging Y'CbCr pixels is the
+same as averaging RGB ones (the conversion is linear), and the yuv420p frames go to the encoder with
+nothing left to convert. Each frame starts as the sky-and-floor background, then:
+- the floor: the camera only translates, so the floor point that each pixel sees is the eye's
+  ground position plus a fixed offset, and so are its haze and its fade; each frame only picks, per
+  pixel, the dark or the light colour by the check's parity (integer arithmetic on the offsets). Like
+  a polygon fill, the checks are not anti-aliased: they differ by a few grey levels.
+- the shadow: the figure's capsules squashed onto the floor, blurred, darkening what is under them;
+- the figure, anti-aliased: drawn at SUPERSAMPLE times the size on a transparent patch whose fourth
+  channel is the coverage, shrunk back (premultiplied colour and coverage) and laid over the frame;
+  its chroma from the same patch shrunk twice as much.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ from .figure import SIDE_COLOURS, Figure
 SUPERSAMPLE = 2  # the figure is drawn at twice the size and shrunk back: anti-aliased edges
 TILE = 0.5  # floor checker size, metres
 FLOOR_FADE, FLOOR_RADIUS = 3.5, 7.0  # checks fade out between these distances (m) from the camera's target
-FLOOR_DRAWN = 0.85  # checks faded further than this are not drawn: a few grey levels, a fifth of the polygons
 FOLLOW_SECONDS = 0.6  # the camera's target is the root's ground position, Gaussian-smoothed over this
 CAMERA_DISTANCE, CAMERA_HEIGHT, LOOK_HEIGHT, CAMERA_YAW_DEG, FOV_DEG = 3.8, 1.7, 0.9, 25.0, 40.0
 CAPSULE_POINTS = 7  # points on each round end of a limb's outline
@@ -93,11 +96,18 @@ class FollowCamera:
         return np.stack([self.centre[0] + self.focal * cam[..., 0] / z,
                          self.centre[1] - self.focal * cam[..., 1] / z], axis=-1)
 
+    def ground_offsets(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(..., 2) x and z from the eye to where pixel (u, v) sees the floor, and (...) whether it does
+        (below the horizon); the same every frame, as the camera only translates."""
+        rays = np.stack([(u - self.centre[0]) / self.focal, (self.centre[1] - v) / self.focal,
+                         np.ones_like(u)], axis=-1) @ self.axes
+        t = (self.offset[1] + LOOK_HEIGHT) / -np.minimum(rays[..., 1], -1e-9)
+        return rays[..., [0, 2]] * t[..., None], rays[..., 1] < 0
+
     def ground_distance(self, v: np.ndarray) -> np.ndarray:
         """Horizontal distance from the eye to where image row `v` (centre column) meets the floor; inf above it."""
-        rays = np.stack([np.zeros_like(v), (self.centre[1] - v) / self.focal, np.ones_like(v)], axis=-1) @ self.axes
-        t = (self.offset[1] + LOOK_HEIGHT) / -np.minimum(rays[..., 1], -1e-9)
-        return np.where(rays[..., 1] < 0, t * np.hypot(rays[..., 0], rays[..., 2]), np.inf)
+        offsets, floor = self.ground_offsets(np.full_like(v, self.centre[0]), v)
+        return np.where(floor, np.hypot(offsets[..., 0], offsets[..., 1]), np.inf)
 
 
 def _floor_colour(base: np.ndarray, distance: np.ndarray) -> np.ndarray:
@@ -134,7 +144,7 @@ def _capsules(a: np.ndarray, b: np.ndarray, ra: np.ndarray, rb: np.ndarray) -> n
 
 @dataclass
 class _Poses:
-    """Screen geometry for a window of frames [start, start + n): the figure, its shadow, the floor."""
+    """Screen geometry for a window of frames [start, start + n): the figure and its shadow."""
 
     start: int
     limbs: np.ndarray  # (n, B, P, 2) capsule outlines, pixels
@@ -146,7 +156,42 @@ class _Poses:
     box: np.ndarray  # (n, 2, 2) the figure's bounding box, pixels
     shadow: np.ndarray  # (n, B, P, 2) capsules on the floor
     visible: np.ndarray  # (n,) every joint in front of the camera
-    checks: list  # per frame: (flat polygon lists, Y'CbCr colour tuples, highest row) of the floor's dark checks
+
+
+SHIFT = 10
+FIXED = 1 << SHIFT  # floor offsets in 1/1024 of a check (0.5 mm), so that int16 holds ±32 checks
+
+
+class _Floor:
+    """The checkerboard of one plane of the frame (`step` 1: Y', 2: a chroma plane) within the
+    rectangle of rows and columns where the checks show: per pixel, its light colour (the
+    background), its dark one (faded into the light with the distance from the camera's target) and
+    the fixed offset, in checks, from the eye's ground position to the floor point it sees."""
+
+    def __init__(self, camera: FollowCamera, light: np.ndarray, dark_rgb: np.ndarray, channel: int,
+                 rect: tuple[int, int, int, int], step: int):
+        x0, y0, x1, y1 = (c // step for c in rect)
+        u, v = np.meshgrid((np.arange(x0, x1) + 0.5) * step, (np.arange(y0, y1) + 0.5) * step)
+        ground = np.clip(camera.ground_offsets(u, v)[0] / TILE, -29, 29)  # in checks; beyond, no check shows
+        self.rows, self.cols = slice(y0, y1), slice(x0, x1)
+        self.light = light[self.rows, self.cols].copy()
+        self.flip = self.light ^ ycbcr(dark_rgb[y0:y1, x0:x1])[..., channel]  # light ^ dark
+        self.offset_x, self.offset_z = np.round(np.moveaxis(ground, -1, 0) * FIXED).astype(np.int16)
+
+    def draw(self, plane: np.ndarray, eye: np.ndarray) -> None:
+        """Write the checks seen from `eye` (world position) into `plane`."""
+        ex, ez = (int(np.floor((e / TILE % 2) * FIXED)) for e in (eye[0], eye[2]))  # parity repeats every 2 checks
+        i = self.offset_x + np.int16(ex)
+        i >>= SHIFT
+        k = self.offset_z + np.int16(ez)
+        k >>= SHIFT
+        i ^= k
+        i &= 1  # 1 on the dark checks
+        dark = i.astype(np.uint8)
+        np.negative(dark, out=dark)  # 0 or 255
+        dark &= self.flip
+        dark ^= self.light
+        plane[self.rows, self.cols] = dark
 
 
 class FrameDrawer:
@@ -159,8 +204,8 @@ class FrameDrawer:
         self.highlight = np.zeros(len(positions), bool) if highlight is None else np.asarray(highlight, bool)
         self.camera = cam = FollowCamera.following(positions[:, 0], fps, size)
         self.outline_width = 1.2  # pixels
-        self.outline_colour, self.highlight_colour = _ink(OUTLINE), _ink(HIGHLIGHT)
-        self.black = _ink([0, 0, 0])
+        self.outline_colour, self.highlight_colour = _ink(OUTLINE) + (255,), _ink(HIGHLIGHT) + (255,)
+        self.black = ycbcr([0, 0, 0])
         # Draw items, far to near each frame: every bone alone, the trunk's bones as one piece, the head.
         self.items = [[k] for k in np.flatnonzero(~figure.trunk).tolist()]
         if figure.trunk.any():
@@ -169,42 +214,49 @@ class FrameDrawer:
             self.items.append([])
         self._poses: _Poses | None = None
 
-        self.background = _background(cam, size)
-        y, cb, cr = self.background.split()
+        background = _background(cam, size)
+        y, cb, cr = background.split()
         self.background_yuv = np.concatenate(
             [np.asarray(y).ravel(), np.asarray(cb.reduce(2)).ravel(), np.asarray(cr.reduce(2)).ravel()])
-        # The band of rows that the floor's checks reach: restored and copied out whole every frame.
-        far = np.hypot(cam.offset[0], cam.offset[2]) + FLOOR_FADE + FLOOR_DRAWN * (FLOOR_RADIUS - FLOOR_FADE) + TILE
-        rows = np.flatnonzero(cam.ground_distance(np.arange(size[1]) + 0.5) <= far)
-        self.band_top = max(0, (int(rows[0]) - 2) // 2 * 2) if len(rows) else size[1] - 2
-        self.floor_band = self.background.crop((0, self.band_top, *size))
-        self.canvas = self.background.copy()
-        self.pen = ImageDraw.Draw(self.canvas)
-        self.dirty: list[tuple[int, int, int, int]] = []  # drawn on above the band last frame
+        self.floors = self._floors(np.asarray(background))
+
+    def _floors(self, background: np.ndarray) -> list[_Floor]:
+        """The checkerboard of each plane, within the (even) rectangle where the checks show."""
+        cam, (w, h) = self.camera, self.size
+        u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+        ground, seen = cam.ground_offsets(u, v)
+        from_target = np.hypot(*np.moveaxis(ground + cam.offset[[0, 2]], -1, 0))
+        fade = np.where(seen, np.clip((from_target - FLOOR_FADE) / (FLOOR_RADIUS - FLOOR_FADE), 0, 1), 1)
+        rows, cols = np.flatnonzero((fade < 1).any(axis=1)), np.flatnonzero((fade < 1).any(axis=0))
+        if not len(rows):
+            return []
+        rect = (cols[0] // 2 * 2, rows[0] // 2 * 2, min(w, cols[-1] // 2 * 2 + 2), min(h, rows[-1] // 2 * 2 + 2))
+        distance = cam.ground_distance(np.arange(h) + 0.5)[:, None]  # the background's haze, per row
+        distance = np.where(np.isfinite(distance), distance, 0)
+        dark = _floor_colour(FLOOR_DARK, distance) * (1 - fade[..., None]) + _floor_colour(FLOOR_LIGHT, distance) * fade[..., None]
+        floors = [_Floor(cam, background[..., 0], dark, 0, rect, 1)]
+        # Chroma: the colours of each 2x2 block's mean, the parity at its centre.
+        half = dark.reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
+        for c in (1, 2):
+            plane = _planes(self.background_yuv, w, h)[c]
+            floors.append(_Floor(cam, plane, half, c, rect, 2))
+        return floors
 
     def __len__(self) -> int:
         return len(self.positions)
 
     def draw(self, frame: int) -> np.ndarray:
-        """Frame `frame` as flat yuv420p (Y' plane, then Cb and Cr at half size), uint8.
-
-        The canvas persists between frames: only what the last frame drew on is restored from the
-        background, and only what this frame drew on is copied out; the rest is the background's.
-        """
+        """Frame `frame` as flat yuv420p (Y' plane, then Cb and Cr at half size), uint8."""
         poses = self._window(frame)
         i = frame - poses.start
-        canvas, (w, h) = self.canvas, self.size
-        for box in self.dirty:
-            canvas.paste(self.background.crop(box), box[:2])
-        above = [(0, self._floor(poses.checks[i]), w, self.band_top)]
-        if poses.visible[i]:
-            for box in (self._shadow(poses.shadow[i]), self._figure(poses, i)):
-                if box is not None:
-                    above.append((box[0], box[1], box[2], min(box[3], self.band_top)))
-        self.dirty = [box for box in map(self._aligned, above) if box is not None]
         out = self.background_yuv.copy()
-        for box in [(0, self.band_top, w, h)] + self.dirty:
-            self._copy_into(out, box)
+        planes = _planes(out, *self.size)
+        eye = self.camera.targets[frame] + self.camera.offset
+        for floor, plane in zip(self.floors, planes):
+            floor.draw(plane, eye)
+        if poses.visible[i]:
+            self._shadow(planes, poses.shadow[i])
+            self._figure(planes, poses, i)
         return out
 
     def rgb(self, frame: int) -> np.ndarray:
@@ -257,78 +309,34 @@ class FrameDrawer:
         return _Poses(start, limbs, outlines, colours, head, head_colours,
                       np.argsort(-np.stack(item_depth, axis=1), axis=1, kind="stable"),
                       np.stack([np.floor(lo) - 1, np.ceil(hi) + 1], axis=1), shadow,
-                      (joints[..., 2] > 0.1).all(axis=1), self._checks(start, stop))
+                      (joints[..., 2] > 0.1).all(axis=1))
 
-    def _checks(self, start: int, stop: int) -> list:
-        """The floor's dark checks around each frame's camera target that show, with their colours."""
-        cam = self.camera
-        targets = cam.targets[start:stop]
-        eyes = targets + cam.offset
-        n = int(np.ceil(FLOOR_RADIUS / TILE))
-        steps = np.arange(2 * n + 1)
-        i0 = np.floor(targets[:, 0] / TILE).astype(int) - n  # (F,) the grid's first column and row
-        k0 = np.floor(targets[:, 2] / TILE).astype(int) - n
-        xs, zs = (i0[:, None] + steps) * TILE, (k0[:, None] + steps) * TILE  # (F, N+1)
-        corners = np.stack(np.broadcast_arrays(xs[:, :, None], 0.0, zs[:, None, :]), axis=-1)  # (F, N+1, N+1, 3)
-        c = cam.to_camera(corners, eyes[:, None, None, :])
-        uv = cam.to_pixels(c)
-        quads = np.stack([uv[:, :-1, :-1], uv[:, 1:, :-1], uv[:, 1:, 1:], uv[:, :-1, 1:]], axis=3)  # (F, N, N, 4, 2)
-        z = np.minimum.reduce([c[:, :-1, :-1, 2], c[:, 1:, :-1, 2], c[:, 1:, 1:, 2], c[:, :-1, 1:, 2]])
-        centre_x = (i0[:, None] + steps[:-1] + 0.5) * TILE  # (F, N)
-        centre_z = (k0[:, None] + steps[:-1] + 0.5) * TILE
-        from_target = np.hypot(centre_x[:, :, None] - targets[:, None, None, 0],
-                               centre_z[:, None, :] - targets[:, None, None, 2])  # (F, N, N)
-        from_eye = np.hypot(centre_x[:, :, None] - eyes[:, None, None, 0], centre_z[:, None, :] - eyes[:, None, None, 2])
-        fade = np.clip((from_target - FLOOR_FADE) / (FLOOR_RADIUS - FLOOR_FADE), 0, 1)
-        dark = ((i0[:, None, None] + steps[:-1, None] + k0[:, None, None] + steps[None, :-1]) % 2) == 1
-        w, h = self.size
-        u, v = quads[..., 0], quads[..., 1]
-        keep = (dark & (z > 0.2) & (fade < FLOOR_DRAWN) & (u.max(-1) > 0) & (u.min(-1) < w)
-                & (v.max(-1) > 0) & (v.min(-1) < h))
-        colours = ycbcr(_floor_colour(FLOOR_DARK, from_eye) * (1 - fade[..., None])
-                        + _floor_colour(FLOOR_LIGHT, from_eye) * fade[..., None])
-        out = []
-        for f in range(len(targets)):
-            q = quads[f][keep[f]]
-            top = int(np.floor(q[..., 1].min())) - 1 if len(q) else h
-            out.append((q.reshape(len(q), -1).tolist(), [tuple(x) for x in colours[f][keep[f]].tolist()], top))
-        return out
-
-    def _floor(self, checks) -> int:
-        """Restore the floor's band and draw the dark checks; return the highest row drawn on."""
-        self.canvas.paste(self.floor_band, (0, self.band_top))
-        polygon = self.pen.polygon
-        for quad, colour in zip(checks[0], checks[1]):
-            polygon(quad, fill=colour)
-        return checks[2]
-
-    def _shadow(self, polys: np.ndarray) -> tuple[int, int, int, int] | None:
-        """Darken the floor under the figure (a blurred mask); return the box darkened, None if off screen."""
+    def _shadow(self, planes, polys: np.ndarray) -> None:
+        """Darken the floor under the figure by a blurred mask of its capsules squashed onto the floor."""
         lo, hi = np.floor(polys.reshape(-1, 2).min(0)), np.ceil(polys.reshape(-1, 2).max(0))
         pad = int(3 * SHADOW_BLUR) + 2
-        x0, y0, x1, y1 = int(lo[0]) - pad, int(lo[1]) - pad, int(hi[0]) + pad, int(hi[1]) + pad
+        lo, hi = lo - pad, hi + pad
+        box = self._aligned((*lo, *hi))
         w, h = self.size
-        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h or (x1 - x0) * (y1 - y0) > w * h:
-            return None
+        if box is None or np.prod(hi - lo) > w * h:  # the dancer is too near the camera
+            return
+        x0, y0, x1, y1 = box
         mask = Image.new("L", (x1 - x0, y1 - y0))
         pen = ImageDraw.Draw(mask)
         for poly in (polys - [x0, y0]).reshape(len(polys), -1).tolist():
             pen.polygon(poly, fill=SHADOW_ALPHA)
         mask = mask.filter(ImageFilter.BoxBlur(SHADOW_BLUR))
-        # Pasting a black image through the mask is twice as fast as pasting a colour.
-        self.canvas.paste(Image.new("YCbCr", mask.size, self.black), (x0, y0, x1, y1), mask)
-        return x0, y0, x1, y1
+        _blend(planes, box, mask, self.black)
 
-    def _figure(self, poses: _Poses, i: int) -> tuple[int, int, int, int] | None:
-        """Draw the figure, anti-aliased: its box is blown up SUPERSAMPLE times (nearest neighbour,
-        so the floor underneath comes back unchanged), drawn on and shrunk back. Returns the box."""
-        (x0, y0), (x1, y1) = poses.box[i]
-        w, h = self.size
-        x0, y0, x1, y1 = max(0, int(x0)), max(0, int(y0)), min(w, int(x1)), min(h, int(y1))
-        if x1 <= x0 or y1 <= y0:
-            return None
+    def _figure(self, planes, poses: _Poses, i: int) -> None:
+        """Draw the figure, anti-aliased: on a transparent patch SUPERSAMPLE times the size of its box,
+        shrunk back and laid over the frame."""
+        box = self._aligned(poses.box[i].ravel())
+        if box is None:
+            return
+        x0, y0, x1, y1 = box
         s = SUPERSAMPLE
-        patch = self.canvas.crop((x0, y0, x1, y1)).resize(((x1 - x0) * s, (y1 - y0) * s), Image.NEAREST)
+        patch = Image.new("CMYK", ((x1 - x0) * s, (y1 - y0) * s))  # Y', Cb, Cr and coverage, all 0
         highlighted = self.highlight[poses.start + i]
         pen, origin = ImageDraw.Draw(patch), np.array([x0, y0])
         outline = self.highlight_colour if highlighted else self.outline_colour
@@ -344,9 +352,8 @@ class FrameDrawer:
             for k in bones:  # outlines first, so that the trunk's pieces merge into one shape
                 pen.polygon(outlines[k].ravel().tolist(), fill=outline)
             for k in bones:
-                pen.polygon(limbs[k].ravel().tolist(), fill=tuple(colours[k].tolist()))
-        self.canvas.paste(patch.reduce(s), (x0, y0))
-        return x0, y0, x1, y1
+                pen.polygon(limbs[k].ravel().tolist(), fill=(*colours[k].tolist(), 255))
+        _blend(planes, box, patch)
 
     def _aligned(self, box) -> tuple[int, int, int, int] | None:
         """`box` grown to even coordinates (chroma rows align) and clipped; None if empty."""
@@ -355,14 +362,26 @@ class FrameDrawer:
         x1, y1 = min(w, -(-int(np.ceil(box[2])) // 2) * 2), min(h, -(-int(np.ceil(box[3])) // 2) * 2)
         return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
-    def _copy_into(self, out: np.ndarray, box: tuple[int, int, int, int]) -> None:
-        """Copy `box` of the canvas into the yuv420p frame `out`, chroma averaged over 2x2 pixels."""
-        x0, y0, x1, y1 = box
-        y, cb, cr = self.canvas.crop(box).split()
-        planes = _planes(out, *self.size)
-        planes[0][y0:y1, x0:x1] = np.asarray(y)
-        planes[1][y0 // 2:y1 // 2, x0 // 2:x1 // 2] = np.asarray(cb.reduce(2))
-        planes[2][y0 // 2:y1 // 2, x0 // 2:x1 // 2] = np.asarray(cr.reduce(2))
+
+def _blend(planes, box: tuple[int, int, int, int], cover: Image.Image, colour: np.ndarray | None = None) -> None:
+    """Lay a layer over `box` (even coordinates) of the yuv420p `planes`: out = layer + out * (1 - coverage),
+    the chroma over 2x2 pixels. The layer is `colour` (Y'CbCr) through the mask `cover` ("L", the box's
+    size), or `cover` itself as premultiplied Y'CbCr and coverage ("CMYK", a whole multiple of the box's size)."""
+    x0, y0, x1, y1 = box
+    scale = cover.size[0] // (x1 - x0)
+    cover = cover.reduce(scale) if scale > 1 else cover
+    for step, channels in ((1, (0,)), (2, (1, 2))):
+        layer = np.asarray(cover if step == 1 else cover.reduce(2))
+        alpha = (layer if colour is not None else layer[..., 3]).astype(np.uint16)
+        keep = 255 - alpha
+        for c in channels:
+            region = planes[c][y0 // step:y1 // step, x0 // step:x1 // step]
+            mixed = region * keep  # at most 255 * 255: uint16 holds every sum below
+            mixed += alpha * np.uint16(colour[c]) if colour is not None else layer[..., c] * np.uint16(255)
+            mixed += 128  # / 255, rounded (exact below 65281)
+            mixed += mixed >> 8
+            mixed >>= 8
+            region[...] = mixed
 
 
 def _planes(frame: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
