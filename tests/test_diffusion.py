@@ -12,7 +12,7 @@ from conftest import (continuation_gap, fixed_loss, normalise_like, random_music
                       train_steps, window_batch)
 from dancegen.data.representation import motion_to_rot6d
 from dancegen.models import load_model
-from dancegen.models.diffusion import DiffusionModel
+from dancegen.models.diffusion import CONTEXT_KINDS, DiffusionModel
 from dancegen.motion import SMPL_JOINT_NAMES
 
 TINY = dict(fps=25.0, music_features=["fact35"], music_dims=[35], window=30, overlap=6, patch=3, d_model=32,
@@ -72,7 +72,7 @@ def test_sampler_recovers_the_clean_motion_from_a_perfect_denoiser():
     padded = torch.cat([x0, torch.zeros(model.overlap + n * stride - frames, model.motion_dim)])
     windows = padded.unfold(0, model.window, stride).transpose(1, 2)  # (n, window, D)
     model.chunk = n  # one chunk per step, so the oracle knows which windows it is given
-    model.net.forward = lambda x, t, tokens, styles: windows
+    model.net.forward = lambda x, t, tokens, styles, context=None: windows
     out = model.sample(torch.zeros(frames, 35), generator=torch.Generator().manual_seed(0))
     assert torch.allclose(out, x0, atol=1e-5)
 
@@ -231,3 +231,62 @@ def test_signal_weighting_of_the_auxiliary_terms():
     assert not torch.isclose(uniform["joint_velocity"], signal["joint_velocity"])
     with pytest.raises(ValueError, match="aux_weighting"):
         tiny(aux_weighting="snr")
+
+
+def test_bidirectional_stitch_conditions_each_window_between_on_both_neighbours():
+    """BADM: every other window first, alone; then each window between them with its previous and next
+    slice's overlapping frames known (shown to the denoiser as context, and kept), so the dance is theirs there."""
+    model = tiny(context_input=True, stitch="bidirectional")
+    model.net.context_in.weight.data.normal_(0, 0.1)  # as if trained: the context changes the estimate
+    seen, calls = [], []
+    forward = model.net.forward
+    model.net.forward = lambda *args: (seen.append(args[4].clone()), forward(*args))[1]
+    run = model._sample_windows
+
+    def spy(*args):
+        calls.append((args, run(*args)))
+        return calls[-1][1]
+
+    model._sample_windows = spy
+    out = model.sample(torch.zeros(78, 35), generator=torch.Generator().manual_seed(0))  # 3 windows of 30, stride 24
+    (first_args, (first, covered)), (between_args, (between, filled)) = calls
+    assert first_args[3].tolist() == [0, 48] and between_args[3].tolist() == [24]
+    mask = between_args[7]
+    edges = np.r_[24:30, 48:54]
+    assert mask[edges].all() and not mask[30:48].any()  # the previous and the next slice's frames
+    assert torch.equal(between_args[6][edges], first[edges])
+    assert torch.equal(out[edges], first[edges]) and torch.equal(out[30:48], between[30:48])
+    assert torch.equal(out[:24], first[:24]) and torch.equal(out[54:], first[54:78])
+    d = model.motion_dim
+    assert not seen[0][..., d:].any() and seen[-1][0, :6, d:].all() and not seen[-1][0, 6:24, d:].any()
+    averaged = model.sample(torch.zeros(78, 35), generator=torch.Generator().manual_seed(0), stitch="average")
+    assert not torch.allclose(averaged, out, atol=1e-3)
+    with pytest.raises(ValueError, match="stitch"):
+        tiny(stitch="sideways")
+
+
+def test_context_input_starts_as_the_plain_model_and_learns_from_known_frames():
+    plain = tiny()
+    model = tiny(context_input=True)
+    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["net.context_in.bias", "net.context_in.weight"] and not unexpected
+    a, b = plain.generate(music(77), seed=1), model.generate(music(77), seed=1)
+    assert np.array_equal(a.rotations, b.rotations)  # zero-initialised: a fine-tune starts where it was
+    batch = window_batch(model)
+    before = fixed_loss(model, batch)
+    train_steps(model, batch, 15, 5e-3)
+    assert fixed_loss(model, batch) < 0.5 * before
+    assert model.net.context_in.weight.abs().sum() > 0
+
+
+def test_training_context_kinds():
+    model = tiny(context_input=True)
+    g = torch.Generator().manual_seed(0)
+    frames = model._training_context(4000, 30, lambda *shape: torch.rand(*shape, generator=g)).numpy()
+    previous, following = np.arange(30) < 6, np.arange(30) >= 24
+    kinds = {"none": ~frames.any(1), "previous": (frames == previous).all(1), "next": (frames == following).all(1),
+             "both": (frames == (previous | following)).all(1)}
+    for kind, rows in kinds.items():
+        assert abs(rows.mean() - CONTEXT_KINDS[kind]) < 0.03, kind
+    keys = frames[~np.any(list(kinds.values()), axis=0)]
+    assert abs(len(keys) / 4000 - CONTEXT_KINDS["keys"]) < 0.03 and keys.sum(1).min() >= 1

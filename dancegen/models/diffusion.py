@@ -24,8 +24,13 @@ Sampling: DDIM (eta = 0, so the seed's noise fixes the dance) with a few steps. 
 windows overlapping by `overlap` frames, denoised together in chunks of `chunk` windows; after every
 step their clean estimates are averaged where they overlap with weights that fade at window edges
 (MultiDiffusion, Bar-Tal et al. 2023; EDGE in-paints each window's first half from its predecessor
-instead), so the dance is continuous and memory is flat in the song's length. Known values replace
-the estimate after every step, EDGE's in-painting; that serves three tasks:
+instead), so the dance is continuous and memory is flat in the song's length. Or, `stitch:
+bidirectional`, after BADM (Zhang et al., CVPR 2024): every other window is danced alone first, then
+each window between them with its previous and its next slice's overlapping frames known, so each
+seam belongs to one dance instead of an average of two. Known values replace the estimate after every
+step, EDGE's in-painting; with `context_input` the denoiser also reads them as input (zero-initialised,
+so a trained model can be fine-tuned to it), trained on windows that show it nothing, the previous
+slice's last `overlap` frames, the next slice's first, both, or key frames. That serves three tasks:
 
 - continuation: the last frames of a seed motion (`generate(seed_motion=…)`);
 - in-painting (`fill`): key frames (`dancegen inbetween --model FOLDER`) or some joints at every frame,
@@ -57,6 +62,10 @@ from ..motion.rotations import matrix_to_6d, matrix_to_axis_angle, sixd_to_matri
 from .base import FACT35_BEAT, STYLES, Music, SavedModel, register_model, style_id
 
 FOOT_JOINTS = (7, 8, 10, 11)  # ankles and toes
+STITCHES = ("average", "bidirectional")
+# what a `context_input` model is shown in training, per window: nothing, the previous slice's last
+# `overlap` frames, the next slice's first, both (BADM), or key frames every 5-40 frames
+CONTEXT_KINDS = {"none": 0.3, "previous": 0.2, "next": 0.1, "both": 0.25, "keys": 0.15}
 
 
 def cosine_alphas_cumprod(steps: int, s: float = 0.008) -> torch.Tensor:
@@ -100,10 +109,11 @@ class Block(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """x_t (B, W, D), t (B,), encoded music (B, W/patch, d), style ids (B,) -> x0 estimate (B, W, D)."""
+    """x_t (B, W, D), t (B,), encoded music (B, W/patch, d), style ids (B,) -> x0 estimate (B, W, D).
+    With `context`, it also reads known values (B, W, 2D): [values × mask, mask] (`context_input`)."""
 
     def __init__(self, motion_dim: int, music_dim: int, window: int, patch: int, d_model: int, layers: int,
-                 music_layers: int, heads: int, ff: int, dropout: float, num_styles: int):
+                 music_layers: int, heads: int, ff: int, dropout: float, num_styles: int, context: bool = False):
         super().__init__()
         self.patch, self.d_model = patch, d_model
         tokens = window // patch
@@ -124,14 +134,21 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.film_out.weight)
         nn.init.zeros_(self.film_out.bias)
         self.out = nn.Linear(d_model, patch * motion_dim)
+        if context:  # zero-initialised: a trained model fine-tuned with it starts as it was
+            self.context_in = nn.Linear(patch * 2 * motion_dim, d_model)
+            nn.init.zeros_(self.context_in.weight)
+            nn.init.zeros_(self.context_in.bias)
 
     def encode_music(self, music: torch.Tensor) -> torch.Tensor:
         tokens = self.music_in(rearrange(music, "b (n p) m -> b n (p m)", p=self.patch))
         return self.music_encoder(tokens + self.music_position)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, music: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, music: torch.Tensor, style: torch.Tensor,
+                context: torch.Tensor | None = None) -> torch.Tensor:
         cond = self.time(timestep_embedding(t, self.d_model)) + self.style(style) + self.music_pool(music.mean(1))
         h = self.motion_in(rearrange(x, "b (n p) d -> b n (p d)", p=self.patch)) + music + self.position
+        if context is not None and hasattr(self, "context_in"):
+            h = h + self.context_in(rearrange(context, "b (n p) d -> b n (p d)", p=self.patch))
         for block in self.blocks:
             h = block(h, cond)
         shift, scale = self.film_out(cond)[:, None].chunk(2, dim=-1)
@@ -178,7 +195,8 @@ class DiffusionModel(nn.Module, SavedModel):
                  use_style: bool = True, augment_yaw: bool = True, foot_speed: float = 0.01,
                  loss_weights: dict[str, float] | None = None, chunk: int = 32, floor_radius: float | None = 4.0,
                  global_stride: int = 0, global_window: int = 64, global_overlap: int = 16, global_layers: int = 4,
-                 aux_weighting: str = "uniform", skeleton_offsets: list | None = None, **unused: Any):
+                 aux_weighting: str = "uniform", context_input: bool = False, stitch: str = "average",
+                 skeleton_offsets: list | None = None, **unused: Any):
         super().__init__()
         if window % patch or not 0 <= overlap < window:
             raise ValueError("window must be a multiple of patch, and 0 <= overlap < window")
@@ -191,12 +209,15 @@ class DiffusionModel(nn.Module, SavedModel):
         if aux_weighting not in ("uniform", "signal"):
             raise ValueError(f"aux_weighting is uniform or signal, not {aux_weighting!r}")
         self.aux_weighting = aux_weighting
+        if stitch not in STITCHES:
+            raise ValueError(f"stitch is {' or '.join(STITCHES)}, not {stitch!r}")
+        self.context_input, self.stitch = context_input, stitch
         self.loss_weights = {"x0": 1.0, "velocity": 1.0, "positions": 1.0, "joint_velocity": 1.0, "foot": 1.0,
                              **(loss_weights or {})}
         self.motion_dim = 3 + 6 * self.skeleton.num_joints
         music_dim = sum(music_dims)
         self.net = Denoiser(self.motion_dim, music_dim, window, patch, d_model, layers, music_layers, heads, ff,
-                            dropout, len(STYLES))
+                            dropout, len(STYLES), context=context_input)
         self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(diffusion_steps))
         self.register_buffer("offsets", torch.from_numpy(self.skeleton.offsets))
         self.register_normalisation(self.motion_dim, music_dim)  # filled from training data by `for_data`
@@ -284,7 +305,12 @@ class DiffusionModel(nn.Module, SavedModel):
         tokens = net.encode_music(music)
         tokens = torch.where(rand(b, 1, 1) < self.p_no_music, net.null_music.expand_as(tokens), tokens)
         styles = torch.where(rand(b) < self.p_no_style, 0, styles) if self.use_style else torch.zeros_like(styles)
-        pred = net(xt, t, tokens, styles)
+        context = None
+        if hasattr(net, "context_in"):  # known frames, as in-painting and BADM's neighbouring slices give them
+            frames = self._training_context(b, x0.shape[1], rand).to(x0.device)
+            mask = known_columns(frames[..., None].expand(-1, -1, self.skeleton.num_joints)).to(x0)
+            context = torch.cat([x0 * mask, mask], dim=-1)
+        pred = net(xt, t, tokens, styles, context)
 
         # the auxiliary terms per window, weighted by the window's signal share ᾱ_t when `aux_weighting` is
         # "signal": at high noise the best x0 guess is a smooth average, which they would otherwise reward
@@ -308,32 +334,53 @@ class DiffusionModel(nn.Module, SavedModel):
         loss = sum(w[k] * v for k, v in terms.items() if w[k])
         return loss, {k: v.detach() for k, v in terms.items() if w[k]}
 
+    def _training_context(self, b: int, frames: int, rand) -> torch.Tensor:
+        """(B, W) bool known frames per window, of a kind drawn from CONTEXT_KINDS."""
+        edge, t = self.overlap, torch.arange(frames)
+        kind = torch.bucketize(rand(b).cpu(), torch.tensor(list(CONTEXT_KINDS.values())).cumsum(0)[:-1], right=True)
+        names = list(CONTEXT_KINDS)
+        previous, following = (t < edge)[None], (t >= frames - edge)[None]
+        gap = (5 + rand(b).cpu() * 36).long()[:, None]
+        keys = (t[None] - (rand(b).cpu()[:, None] * gap.clamp(max=frames)).long()) % gap == 0
+        k = kind[:, None]
+        return ((k == names.index("previous")) | (k == names.index("both"))) & previous \
+            | ((k == names.index("next")) | (k == names.index("both"))) & following \
+            | (k == names.index("keys")) & keys
+
     # ---- sampling ------------------------------------------------------------------------------
 
     @staticmethod
     def _denoise(net: Denoiser, x: torch.Tensor, t: int, tokens: torch.Tensor, styles: torch.Tensor,
-                 guidance: float) -> torch.Tensor:
+                 guidance: float, context: torch.Tensor | None = None) -> torch.Tensor:
         ts = torch.full((len(x),), t, dtype=torch.long)
         if guidance == 1.0:
-            return net(x, ts, tokens, styles)
+            return net(x, ts, tokens, styles, context)
         both = net(torch.cat([x, x]), torch.cat([ts, ts]), torch.cat([tokens, net.null_music.expand_as(tokens)]),
-                   torch.cat([styles, torch.zeros_like(styles)]))
+                   torch.cat([styles, torch.zeros_like(styles)]), None if context is None else torch.cat([context, context]))
         cond, uncond = both.chunk(2)
         return uncond + guidance * (cond - uncond)
 
     @torch.inference_mode()
     def sample(self, music: torch.Tensor, *, style: int = 0, generator: torch.Generator | None = None,
                known: torch.Tensor | None = None, mask: torch.Tensor | None = None, steps: int | None = None,
-               guidance: float | None = None, progress: bool = False, coarse: bool = False) -> torch.Tensor:
+               guidance: float | None = None, progress: bool = False, coarse: bool = False,
+               stitch: str | None = None) -> torch.Tensor:
         """Normalised features (T, D) for normalised music (T, M) of any length T.
 
         `known` (K, D) with `mask` (K, D) bool fixes the masked values of the first K frames (in-painting;
         K may be the whole length). Music all NaN: no music (the null music token everywhere). `coarse`:
-        the global stage's denoiser and windows (music and features are then coarse frames).
+        the global stage's denoiser and windows (music and features are then coarse frames). `stitch`
+        (default: the model's) joins the windows of a long song: `average` denoises them all together
+        and averages their clean estimates where they overlap; `bidirectional` (BADM) denoises every
+        other window first, each alone, then the windows between them, each with its previous and its
+        next slice's overlapping frames known.
         """
         steps, guidance = steps or self.sample_steps, self.guidance if guidance is None else guidance
         net, w, o = (self.global_net, self.global_window, self.global_overlap) if coarse \
             else (self.net, self.window, self.overlap)
+        stitch = "average" if coarse else stitch or self.stitch
+        if stitch not in STITCHES:
+            raise ValueError(f"stitch is {' or '.join(STITCHES)}, not {stitch!r}")
         silent = music.isnan().all()
         music = torch.nan_to_num(music)
         frames = len(music)
@@ -341,40 +388,59 @@ class DiffusionModel(nn.Module, SavedModel):
         n = max(1, math.ceil((frames - o) / stride))
         total = o + n * stride
         music = F.pad(music, (0, 0, 0, total - frames))  # silence (the mean) past the end
-        index = (torch.arange(n)[:, None] * stride + torch.arange(w)[None]).reshape(-1)
+        full_known = torch.zeros(total, self.motion_dim)
+        full_mask = torch.zeros(total, self.motion_dim, dtype=torch.bool)
+        if known is not None:
+            full_known[: len(known)], full_mask[: len(known)] = known, mask
+        starts = torch.arange(n) * stride
+        styles = torch.full((n,), style, dtype=torch.long) if self.use_style else torch.zeros(n, dtype=torch.long)
+
+        def run(chosen: slice, known: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self._sample_windows(net, o, music, starts[chosen], styles[chosen], silent, known, mask,
+                                        generator, steps, guidance, progress)
+
+        if stitch == "average" or n == 1:
+            return run(slice(None), full_known, full_mask)[0][:frames]
+        first, covered = run(slice(0, None, 2), full_known, full_mask)
+        known = torch.where(full_mask, full_known, first)
+        between, filled = run(slice(1, None, 2), known, full_mask | covered[:, None])
+        return torch.where(filled[:, None], between, first)[:frames]
+
+    def _sample_windows(self, net: Denoiser, o: int, music: torch.Tensor, starts: torch.Tensor, styles: torch.Tensor,
+                        silent: bool, known: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None,
+                        steps: int, guidance: float, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """DDIM over the windows starting at `starts` of (total, M) normalised music, their clean estimates
+        averaged where they overlap (`o` frames: MultiDiffusion), the `mask`ed values of `known` (total, D)
+        kept. Returns the features (total, D; zero where no window is) and which frames a window covers."""
+        w, n, total = net.position.shape[1] * net.patch, len(starts), len(music)
+        index = (starts[:, None] + torch.arange(w)[None]).reshape(-1)
         ramp = torch.minimum(torch.arange(1, w + 1), torch.arange(w, 0, -1)).float().clamp(max=o + 1) / (o + 1)
-        weight = torch.zeros(total).index_add_(0, index, ramp.repeat(n))[:, None]
+        weight = torch.zeros(total).index_add_(0, index, ramp.repeat(n))
+        covered = weight > 0
+        weight = weight.clamp(min=1e-6)[:, None]
         chunks = [slice(i, min(i + self.chunk, n)) for i in range(0, n, self.chunk)]
         windows = music[index].reshape(n, w, -1)
         tokens = [net.null_music.expand(len(windows[c]), -1, -1) if silent else net.encode_music(windows[c])
                   for c in chunks]
-        styles = torch.full((n,), style, dtype=torch.long) if self.use_style else torch.zeros(n, dtype=torch.long)
+        context = torch.cat([known * mask, mask.float()], dim=1)[index].reshape(n, w, -1) \
+            if hasattr(net, "context_in") else None
 
         ab = self.alphas_cumprod
         times = torch.linspace(len(ab) - 1, 0, steps).round().long().tolist()
         x = torch.randn(total, self.motion_dim, generator=generator)
         for i, t in enumerate(tqdm(times, desc="dancing", unit="step", disable=not progress, leave=False)):
             xw = x[index].reshape(n, w, -1)
-            x0w = torch.cat([self._denoise(net, xw[c], t, tok, styles[c], guidance) for c, tok in zip(chunks, tokens)])
+            x0w = torch.cat([self._denoise(net, xw[c], t, tok, styles[c], guidance, None if context is None else context[c])
+                             for c, tok in zip(chunks, tokens)])
             x0 = torch.zeros_like(x).index_add_(0, index, (x0w * ramp[None, :, None]).reshape(n * w, -1)) / weight
-            if known is not None:
-                x0[: len(known)] = torch.where(mask, known, x0[: len(known)])
+            x0 = torch.where(mask, known, x0)
             if i == len(times) - 1:
                 x = x0
                 break
             a, a_next = ab[t], ab[times[i + 1]]
             eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
             x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
-        return x[:frames]
-
-    def _columns(self, known: np.ndarray) -> torch.Tensor:
-        """(T,) known frames or (T, J) known joints -> (T, D) known feature columns. A frame's root
-        height is known with joint 0; its step (dx, dz) only when the previous frame's root is known too."""
-        known = torch.as_tensor(np.asarray(known, dtype=bool))
-        joints = known[:, None].expand(-1, self.skeleton.num_joints) if known.ndim == 1 else known
-        root = joints[:, 0]
-        step = root & torch.cat([torch.zeros(1, dtype=torch.bool), root[:-1]])
-        return torch.cat([root[:, None], step[:, None], step[:, None], joints.repeat_interleave(6, dim=1)], dim=1)
+        return torch.where(covered[:, None], x, torch.zeros_like(x)), covered
 
     def fill(self, rot6d: np.ndarray, known: np.ndarray, music: np.ndarray | None = None,
              style: str | None = None, *, seed: int = 0, steps: int | None = None) -> np.ndarray:
@@ -385,7 +451,8 @@ class DiffusionModel(nn.Module, SavedModel):
         (the generated root path is bent linearly between the frames whose root is known)."""
         rot6d = torch.as_tensor(np.asarray(rot6d, dtype=np.float32))
         frames = len(rot6d)
-        columns = self._columns(known)
+        known = torch.as_tensor(np.asarray(known, dtype=bool))
+        columns = known_columns(known[:, None].expand(-1, self.skeleton.num_joints) if known.ndim == 1 else known)
         x = (rot6d_to_features(torch.cat([rot6d[:1], rot6d])) - self.motion_mean) / self.motion_std
         music = torch.full((frames, sum(self.music_dims)), float("nan")) if music is None \
             else torch.as_tensor(np.asarray(music, dtype=np.float32))[:frames]
@@ -443,13 +510,15 @@ class DiffusionModel(nn.Module, SavedModel):
     def generate(self, music: Music, *, seed_motion: Motion | None = None, length: int | None = None,
                  seed: int = 0, style: str | None = None, steps: int | None = None, guidance: float | None = None,
                  key_poses: Motion | None = None, key_beats: int = 4, coarse_to_fine: bool | None = None,
-                 progress: bool = False, **controls: Any) -> Motion:
+                 stitch: str | None = None, progress: bool = False, **controls: Any) -> Motion:
         """A dance for `music`; `style` ("auto", or one of STYLES) defaults to `music.style`. `key_poses`:
         poses (the frames of a Motion on this skeleton) the dance strikes in turn on every `key_beats`-th
         beat (Beat-It's beat-aware key frames: pose, not place, so the root's x/z stays free).
         `coarse_to_fine` (by default on for a model with a global stage, when there are no key poses and
         no seed motion): Lodge — the global stage dances the whole song in coarse frames first, then the
-        windows fill in between its poses, and the path is bent through its root positions."""
+        windows fill in between its poses, and the path is bent through its root positions. `stitch`
+        (default: the model's config): how the windows of a long song join, `average` or `bidirectional`
+        (BADM; see `sample`)."""
         if coarse_to_fine and not self.global_stride:
             raise ValueError("coarse_to_fine needs a model with a global stage (global_stride > 0)")
         coarse_to_fine = bool(self.global_stride) and seed_motion is None and key_poses is None \
@@ -487,7 +556,7 @@ class DiffusionModel(nn.Module, SavedModel):
                 raise ValueError("coarse_to_fine does not combine with key poses or a seed motion")
             known, mask, path = self._global_keys(feats, style_id(chosen), generator, steps, guidance)
         x = self.sample(feats, style=style_id(chosen), generator=generator, known=known, mask=mask, steps=steps,
-                        guidance=guidance, progress=progress)
+                        guidance=guidance, progress=progress, stitch=stitch)
         self.train(was_training)
         if seed_motion is not None:
             x = x[len(x) - out_frames:]
@@ -500,6 +569,14 @@ class DiffusionModel(nn.Module, SavedModel):
             root[:, [0, 2]] += torch.from_numpy(bend(path.numpy() - root[:, [0, 2]].numpy(), at))
         motion = Motion(self.fps, self.skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
         return self.at_music_rate(motion, music, length)
+
+
+def known_columns(joints: torch.Tensor) -> torch.Tensor:
+    """(..., T, J) bool known joints -> (..., T, 3 + 6J) known feature columns. A frame's root height is
+    known with joint 0; its step (dx, dz) only when the previous frame's root is known too."""
+    root = joints[..., 0]
+    step = root & torch.cat([torch.zeros_like(root[..., :1]), root[..., :-1]], dim=-1)
+    return torch.cat([root[..., None], step[..., None], step[..., None], joints.repeat_interleave(6, dim=-1)], dim=-1)
 
 
 def bend(error: np.ndarray, known: np.ndarray) -> np.ndarray:
