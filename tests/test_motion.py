@@ -177,6 +177,52 @@ def test_euler_zxy_is_bvh_order():
     np.testing.assert_allclose(m, expected, atol=1e-12)
 
 
+def _hard_rotations(dtype) -> torch.Tensor:
+    """Axis-angles at every kind of edge: random, tiny (first-order and Taylor branches), near and at
+    pi, at gimbal lock for ZXY (x = +-90 degrees), and batched over two dimensions."""
+    g = torch.Generator().manual_seed(3)
+    axes = torch.nn.functional.normalize(torch.randn(50, 3, generator=g, dtype=torch.float64), dim=-1)
+    angles = torch.cat([torch.rand(20, generator=g, dtype=torch.float64) * torch.pi,
+                        torch.tensor([0.0, 1e-9, 1e-7, 1e-3, 0.05, 0.2, torch.pi - 1e-6, torch.pi, torch.pi - 1e-3, 3.0],
+                                     dtype=torch.float64).repeat(3)])
+    rv = axes * angles[:, None]
+    lock = rot.axis_angle_to_matrix(torch.tensor([[torch.pi / 2, 0, 0], [-torch.pi / 2, 0, 0]], dtype=torch.float64))
+    lock = rot.axis_angle_to_matrix(torch.tensor([[0, 0, 0.7], [0, 0, -0.4]], dtype=torch.float64)) @ lock
+    return torch.cat([rv, rot.matrix_to_axis_angle(lock)]).to(dtype).reshape(2, 26, 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_conversions_written_here_give_exactly_romas_results(dtype):
+    """axis-angle <-> matrix, 6-D -> matrix and matrix -> Euler are written in rotations.py (roma's
+    import costs 1.4 s of `dancegen generate`) with roma's operations: the results are roma's, bit for bit."""
+    roma = pytest.importorskip("roma")
+    rv = _hard_rotations(dtype)
+    m = roma.rotvec_to_rotmat(rv)
+    assert torch.equal(rot.axis_angle_to_matrix(rv), m)
+    assert torch.equal(rot.matrix_to_axis_angle(m), roma.rotmat_to_rotvec(m))
+    assert torch.equal(rot.matrix_to_quaternion(m), roma.rotmat_to_unitquat(m))
+    sixd = rot.matrix_to_6d(m) + 0.1 * torch.randn(m.shape[:-2] + (6,), generator=torch.Generator().manual_seed(0)).to(dtype)
+    assert torch.equal(rot.sixd_to_matrix(sixd), roma.special_gramschmidt(sixd.unflatten(-1, (3, 2))))
+    for convention in ("ZXY", "XYZ", "zyx", "ZYZ", "xzx"):
+        for degrees in (True, False):
+            ours = rot.matrix_to_euler(m, convention, degrees=degrees)
+            assert torch.equal(ours, roma.rotmat_to_euler(convention, m, degrees=degrees)), convention
+
+
+def test_the_generate_path_does_not_import_roma():
+    """roma imports torch._dynamo (1.4 s): the conversions a dance needs must not pull it in."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from dancegen.motion import Motion, smpl_skeleton, write_bvh; "
+            "from dancegen.motion.rotations import matrix_to_axis_angle, sixd_to_matrix; "
+            "m = Motion(30, smpl_skeleton(), torch.zeros(5, 3).numpy(), torch.full((5, 24, 3), 0.3).numpy()); "
+            "m.positions(); matrix_to_axis_angle(sixd_to_matrix(torch.randn(4, 6))); write_bvh(m, sys.argv[1]); "
+            "print('roma' in sys.modules, 'torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, "/dev/null"], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
 # --- Motion ------------------------------------------------------------------------------------
 
 

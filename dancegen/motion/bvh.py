@@ -16,7 +16,7 @@ has 6 channels `Xposition Yposition Zposition Zrotation Xrotation Yrotation`, th
 3 channels `Zrotation Xrotation Yrotation` (intrinsic Z, then X, then Y: R = Rz Rx Ry, the
 common BVH order). A joint with no children gets an `End Site` half its own bone's length
 further along the same direction (cosmetic: it gives the leaf bone a length in viewers).
-Euler angles come from roma (`dancegen.motion.rotations`). The file is written atomically.
+Euler angles come from `dancegen.motion.rotations` (roma's algorithm). The file is written atomically.
 
 Reading: any channel order on any joint, any subset of the six channels per joint, `End Site`s
 (dropped: they carry no motion, so they are not joints of the returned skeleton), CRLF line
