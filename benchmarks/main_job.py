@@ -62,6 +62,7 @@ def main() -> None:
     from dancegen.generation import DEMO_SONG, generate_dance
     from dancegen.render import render_video
 
+    load_before = os.getloadavg()[0]
     model = load_model(args.model)
     rows = []
     best = motion_seconds(model, 180.0, args.repeats)
@@ -84,7 +85,8 @@ def main() -> None:
         rows.append((f"MP4 of the demo dance ({frames} frames at 30 fps, 640×480, with music)",
                      f"{rate:.0f} frames/s", "≥ 200 frames/s"))
     print(f"model {args.model}: {getattr(model, 'num_parameters', 0) / 1e6:.2f} M parameters, "
-          f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs")
+          f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, load average {load_before:.1f} "
+          f"before, {os.getloadavg()[0]:.1f} after (above 0.5, other work shared the cores)")
     print("| measure | this machine | bar |\n|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")

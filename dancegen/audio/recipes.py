@@ -30,7 +30,6 @@ from typing import Callable
 
 import librosa
 import numpy as np
-import scipy.ndimage
 
 HOP_LENGTH = 512
 
@@ -68,6 +67,8 @@ def _median_filter(x: np.ndarray, width: int, axis: int) -> np.ndarray:
     try:
         import bottleneck
     except ImportError:
+        import scipy.ndimage
+
         size = [1] * x.ndim
         size[axis] = width
         return scipy.ndimage.median_filter(x, size=size, mode="reflect")

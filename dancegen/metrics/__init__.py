@@ -9,18 +9,23 @@ Positions are (T, 24, 3) joint positions in metres, SMPL joint order, Y up unles
 - ``physical_foot_contact``: EDGE's PFC.
 """
 
-from .beats import beat_align_score, motion_beats
-from .distribution import diversity, fid
-from .foot_contact import physical_foot_contact
-from .geometric import geometric_features
-from .kinetic import kinetic_features
+from importlib import import_module
 
-__all__ = [
-    "beat_align_score",
-    "diversity",
-    "fid",
-    "geometric_features",
-    "kinetic_features",
-    "motion_beats",
-    "physical_foot_contact",
-]
+# Each metric's module, loaded when the metric is first used: they load scipy (a second of imports
+# on two cores), which `dancegen generate` does not need when it loads the style classifier (.style).
+_MODULES = {
+    "beat_align_score": "beats",
+    "diversity": "distribution",
+    "fid": "distribution",
+    "geometric_features": "geometric",
+    "kinetic_features": "kinetic",
+    "motion_beats": "beats",
+    "physical_foot_contact": "foot_contact",
+}
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return getattr(import_module(f".{_MODULES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -40,7 +40,6 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from ..errors import UserError
@@ -110,6 +109,8 @@ def motion_features(motion: Motion, *, fps: float, reference: Skeleton | None = 
         pos = np.stack([np.interp(new_t, t, flat[:, i]) for i in range(flat.shape[1])], 1).reshape(len(new_t), -1, 3)
     across = pos[:, reference.index(left)] - pos[:, reference.index(right)]
     if len(pos) > 1 and facing_sigma > 0:
+        from scipy.ndimage import gaussian_filter1d
+
         across = gaussian_filter1d(across, facing_sigma * fps, axis=0, mode="nearest")
     facing = np.arctan2(-across[:, 2], across[:, 0])  # forward = across x up = (-az, 0, ax)
     root = pos[:, 0]
@@ -177,7 +178,9 @@ class StyleClassifier:
             raise UserError(None, f"expected features (T, {len(self.mean)}), got {x.shape}")
         w = min(self.window, len(x))
         batch = np.stack([x[s:s + w] for s in window_starts(len(x), w, self.hop)])
-        with torch.no_grad():
+        from ..models.base import one_thread  # the GRU's steps are small: a second thread waits (seconds on a busy machine)
+
+        with torch.no_grad(), one_thread():
             return torch.softmax(self.net(torch.from_numpy(batch)), dim=-1).numpy()
 
     def feature_probabilities(self, features: np.ndarray) -> dict[str, float]:
