@@ -261,6 +261,10 @@ def test_bidirectional_stitch_conditions_each_window_between_on_both_neighbours(
     assert not seen[0][..., d:].any() and seen[-1][0, :6, d:].all() and not seen[-1][0, 6:24, d:].any()
     averaged = model.sample(torch.zeros(78, 35), generator=torch.Generator().manual_seed(0), stitch="average")
     assert not torch.allclose(averaged, out, atol=1e-3)
+    del model._sample_windows, model.net.forward
+    for frames in (30, 200):  # one window; many, both kinds of pass
+        motion = model.generate(music(frames), seed=0)
+        assert motion.num_frames == frames and np.isfinite(motion.rotations).all()
     with pytest.raises(ValueError, match="stitch"):
         tiny(stitch="sideways")
 
