@@ -67,9 +67,11 @@ def generate_dance(song: str | os.PathLike | None = None, *, model: str | DanceM
     named = isinstance(model, (str, os.PathLike))
     early = _features_while_loading(song, model, start, span) if named and span <= LONG_SONG else None
     from .models import Music, load_model
+    from .models.base import one_thread
     from .motion import Motion
 
-    dancer = load_model(model) if named else model
+    with one_thread():  # copying the weights: a second thread waits for a core (seconds on a busy machine)
+        dancer = load_model(model) if named else model
     classifier = _style_classifier() if style == "auto" else None  # loads while the features compute
     frames = int(span * dancer.fps)
     names = list(dancer.music_features)
@@ -166,6 +168,7 @@ def write_outputs(result: Generated, out: str | os.PathLike, formats: tuple[str,
                   progress: bool = True) -> list[Path]:
     """Write NAME.bvh/.npz/.mp4/.html/.glb/.smpl.pkl into `out`, each atomically; returns the paths written."""
     from .io import atomic_path
+    from .models.base import one_thread
     from .motion import write_bvh
 
     unknown = [f for f in formats if f not in FORMATS]
@@ -176,34 +179,35 @@ def write_outputs(result: Generated, out: str | os.PathLike, formats: tuple[str,
     base = out / result.song.stem
     m = result.motion
     written = []
-    for fmt in formats:
-        path = base.with_suffix(".smpl.pkl" if fmt == "smpl" else f".{fmt}")
-        if fmt == "bvh":
-            write_bvh(m, path)
-        elif fmt == "glb":
-            from .motion.gltf import write_glb
+    with one_thread():  # torch's element-wise work (kinematics, Euler angles): a second thread mostly waits
+        for fmt in formats:
+            path = base.with_suffix(".smpl.pkl" if fmt == "smpl" else f".{fmt}")
+            if fmt == "bvh":
+                write_bvh(m, path)
+            elif fmt == "glb":
+                from .motion.gltf import write_glb
 
-            write_glb(m, path)
-        elif fmt == "smpl":
-            from .motion.smpl_export import write_smpl
+                write_glb(m, path)
+            elif fmt == "smpl":
+                from .motion.smpl_export import write_smpl
 
-            write_smpl(m, path)
-        elif fmt == "npz":
-            with atomic_path(path, suffix=".npz") as tmp:
-                np.savez(tmp, positions=m.positions(), root_translation=m.root_translation, rotations=m.rotations,
-                         fps=np.float64(m.fps), joint_names=np.array(m.skeleton.names),
-                         parents=np.array(m.skeleton.parents), offsets=m.skeleton.offsets,
-                         music_offset=np.float64(result.start))
-        elif fmt == "mp4":
-            from .render import render_video
+                write_smpl(m, path)
+            elif fmt == "npz":
+                with atomic_path(path, suffix=".npz") as tmp:
+                    np.savez(tmp, positions=m.positions(), root_translation=m.root_translation, rotations=m.rotations,
+                             fps=np.float64(m.fps), joint_names=np.array(m.skeleton.names),
+                             parents=np.array(m.skeleton.parents), offsets=m.skeleton.offsets,
+                             music_offset=np.float64(result.start))
+            elif fmt == "mp4":
+                from .render import render_video
 
-            render_video(m, path, song=result.song, song_offset=result.start, progress=progress)
-        else:
-            from .render import write_html
+                render_video(m, path, song=result.song, song_offset=result.start, progress=progress)
+            else:
+                from .render import write_html
 
-            mp3 = result.song_mp3.result() if result.song_mp3 is not None else None
-            write_html(m, path, song=result.song, song_offset=result.start, mp3=mp3)
-        written.append(path)
+                mp3 = result.song_mp3.result() if result.song_mp3 is not None else None
+                write_html(m, path, song=result.song, song_offset=result.start, mp3=mp3)
+            written.append(path)
     return written
 
 
