@@ -242,6 +242,23 @@ def test_style_prior_biases_sampling_towards_the_codes_of_the_style():
     assert not set(up.tolist()) <= {1, 2}  # unbiased, the untrained GPT picks anything
 
 
+def test_a_style_no_training_dance_had_dances_to_the_music_alone():
+    """Tango is test-only in Dance with Melody: its style embedding never trained (it is still its zero
+    initialisation, unlike the trained "no style" one), so a tango song is danced with no style."""
+    model = tiny(style_prior=0.0)
+    with torch.no_grad():  # as training leaves them: "none" and waltz learnt, tango untouched
+        model.gpt.style.weight[[0, style_id("waltz")]] = torch.randn(2, model.gpt.style.weight.shape[1])
+    waltz, tango = style_id("waltz"), style_id("tango")
+    model.style_codes[waltz] = 10.0
+    assert model.trained_style(tango) == 0 and model.trained_style(waltz) == waltz
+    assert tiny().trained_style(tango) == tango  # no counts kept: nothing to judge by
+    tango_dance = model.generate(music(77), seed=0, style="tango")
+    none_dance = model.generate(music(77), seed=0, style="none")
+    waltz_dance = model.generate(music(77), seed=0, style="waltz")
+    assert np.array_equal(tango_dance.rotations, none_dance.rotations)
+    assert not np.allclose(tango_dance.rotations, waltz_dance.rotations)
+
+
 def test_step_rewards_pay_kinetic_beats_on_music_beats_and_charge_stillness():
     from dancegen.models.bailando import step_rewards
 

@@ -483,6 +483,12 @@ class BailandoModel(nn.Module, SavedModel):
             self.style_codes[s, 0] += torch.bincount(up, minlength=self.codes).to(self.style_codes)
             self.style_codes[s, 1] += torch.bincount(low, minlength=self.codes).to(self.style_codes)
 
+    def trained_style(self, style: int) -> int:
+        """`style`, or 0 (none: follow the music) for a style no training dance had (Dance with Melody's
+        tango is test-only): its style embedding never got a gradient and is still random."""
+        counts = getattr(self, "style_codes", None)
+        return 0 if counts is not None and counts.sum() > 0 and counts[style].sum() == 0 else style
+
     def style_bias(self, style: int, weight: float) -> torch.Tensor | None:
         """Logit bias (2, codes) towards a style's codes: `weight` × the pointwise mutual information of
         code and style in the training dances, log p(code | style) − log p(code) (add-one smoothed).
@@ -781,14 +787,15 @@ class BailandoModel(nn.Module, SavedModel):
                     lower, upper = self.split(x[None])
                     prefix = (self.upper.codes(upper)[0], self.lower.codes(lower)[0])
                 start = continuation_start(rot6d)
+            sid = self.trained_style(style_id(chosen)) if self.use_style else 0
             with one_thread():
-                up, low = self.sample_codes(steps, style_id(chosen) if self.use_style else 0,
+                up, low = self.sample_codes(steps, sid,
                                             torch.Generator().manual_seed(int(seed)), prefix=prefix,
                                             temperature=self.temperature if temperature is None else temperature,
                                             top_k=self.top_k if top_k is None else top_k,
                                             guidance=self.guidance if guidance is None else guidance,
                                             max_repeat=self.max_repeat, progress=progress,
-                                            bias=self.style_bias(style_id(chosen), (self.style_prior or 0.0)
+                                            bias=self.style_bias(sid, (self.style_prior or 0.0)
                                                                  if style_prior is None else style_prior))
             x = self.decode(up, low)[:out_frames] * self.motion_std + self.motion_mean
             if self.smooth_sigma:
