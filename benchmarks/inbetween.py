@@ -8,6 +8,7 @@ hint without its correction), and a diffusion model's in-painting when one is gi
 
     .venv/bin/python benchmarks/inbetween.py --model out/masked/best [--diffusion out/diffusion/best] -o out/bench-inbetween
     .venv/bin/python benchmarks/inbetween.py --model out/masked-bridge/best --correction-scale 0.5 --limit 2
+    .venv/bin/python benchmarks/inbetween.py --split val --model FOLDER   (choose models and scales here, not on test)
 
 Prints the markdown table (docs/benchmark.md, "In-betweening (issue 6)") and writes results.json to -o.
 """
