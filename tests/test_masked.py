@@ -274,3 +274,24 @@ def test_position_loss_falls_and_takes_l2p_normalisation_from_the_train_split(tm
     before = fixed_loss(model, batch)
     train_steps(model, batch, 40, 3e-3)  # slowly: the correction head starts at zero
     assert fixed_loss(model, batch) < 0.95 * before
+
+
+def test_correct_root_false_keeps_the_root_linear_between_keys():
+    """`correct_root: false`: the filled root path is interpolation's (linear between the keys) while the
+    rotations are still corrected; with the root corrected (the default) the path bends."""
+    from dancegen.data.representation import rot6d_to_motion
+    from dancegen.inbetween import interpolate
+
+    motion = synthetic_motion(5, 40)
+    rot6d = motion_to_rot6d(motion)
+    keys = np.array([0, 1, 2, 3, 30])
+    known = np.isin(np.arange(40), keys)
+    hint = tiny(correction="bridge", canonical_heading=True).fill(rot6d, known, None)
+    linear = interpolate(motion, keys).root_translation[4:30]
+    for correct_root in (False, True):
+        model = tiny(correction="bridge", canonical_heading=True, correct_root=correct_root)
+        torch.nn.init.normal_(model.correct.weight, std=0.05)
+        filled = rot6d_to_motion(model.fill(rot6d, known, None), motion.skeleton, 25.0)
+        assert np.allclose(filled.root_translation[4:30], linear, atol=1e-5) != correct_root
+        assert not np.allclose(filled.rotations[4:30], rot6d_to_motion(hint, motion.skeleton, 25.0).rotations[4:30],
+                               atol=1e-3)

@@ -31,7 +31,8 @@ the distance to them like a Brownian bridge's spread up to `correction_horizon` 
 correction was about as large next to a key as far from one: at a 5-frame gap it added more error
 than it removed); the loss then divides each masked frame's error by the gate's square, so the frames
 of a short gap weigh as much as those of a long unknown tail (`correction_gate: linear` grows the gate
-with the bridge's variance instead of its spread). `position_loss: w` adds w times the in-betweening
+with the bridge's variance instead of its spread; `correct_root: false` keeps the root's path the
+hint's, linear between the keys, and corrects the rotations only). `position_loss: w` adds w times the in-betweening
 benchmark's own error (L2P, dancegen/metrics/inbetween.py) on the chosen frames: joint positions by
 forward kinematics, each coordinate divided by its std over the train split's benchmark windows, the
 L2 norm per frame (`feature_loss` weighs the feature error). With `canonical_heading`, each window is
@@ -169,7 +170,7 @@ class MaskedMotionModel(nn.Module, SavedModel):
                  p_no_music: float = 0.1, p_no_style: float = 0.3, use_style: bool = True,
                  augment_yaw: bool = True, interpolation_hint: bool = True, inbetween_scores: str = "all",
                  correction: str = "plain", correction_horizon: float = 16.0, correction_gate: str = "sqrt",
-                 canonical_heading: bool = False, feature_loss: float = 1.0, position_loss: float = 0.0,
+                 correct_root: bool = True, canonical_heading: bool = False, feature_loss: float = 1.0, position_loss: float = 0.0,
                  skeleton_offsets: list | None = None, **unused: Any):
         super().__init__()
         if fusion not in ("features", "sequence"):
@@ -193,6 +194,7 @@ class MaskedMotionModel(nn.Module, SavedModel):
         self.interpolation_hint, self.inbetween_scores = interpolation_hint, inbetween_scores
         self.correction, self.correction_horizon, self.correction_gate = correction, float(correction_horizon), correction_gate
         self.feature_loss, self.position_loss = float(feature_loss), float(position_loss)
+        self.correct_root = correct_root
         self.canonical_heading = canonical_heading
         self.motion_dim = 3 + 6 * self.skeleton.num_joints
         music_dim = sum(music_dims)
@@ -272,7 +274,10 @@ class MaskedMotionModel(nn.Module, SavedModel):
             return out
         if self.correction == "bridge":
             gate = bridge_gate(~mask_token, self.correction_horizon, self.correction_gate)
-            return torch.where(mask_token[..., None], hint + gate[..., None] * self.correct(tokens), out)
+            correction = self.correct(tokens)
+            if not self.correct_root:  # the root's path stays the hint's: linear between the keys
+                correction = torch.cat([torch.zeros_like(correction[..., :3]), correction[..., 3:]], dim=-1)
+            return torch.where(mask_token[..., None], hint + gate[..., None] * correction, out)
         return torch.where(mask_token[..., None], hint + out, out)
 
     def normalise(self, rot6d: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
