@@ -9,6 +9,7 @@ hint without its correction), and a diffusion model's in-painting when one is gi
     .venv/bin/python benchmarks/inbetween.py --model out/masked/best [--diffusion out/diffusion/best] -o out/bench-inbetween
     .venv/bin/python benchmarks/inbetween.py --model out/masked-bridge/best --correction-scale 0.5 --limit 2
     .venv/bin/python benchmarks/inbetween.py --split val --model FOLDER   (choose models and scales here, not on test)
+    .venv/bin/python benchmarks/inbetween.py --split val --model out/masked-positions-long/best --option correct_root=false
 
 Prints the markdown table (docs/benchmark.md, "In-betweening (issue 6)") and writes results.json to -o.
 """
@@ -53,6 +54,19 @@ def scaled_correction(model, scale: float):
     return scaled
 
 
+def with_option(model, option: str):
+    """A copy of a masked model with one of its filling options changed, `NAME=VALUE` (YAML value), e.g.
+    correction_gate=linear or correct_root=false: what that choice does to a trained model."""
+    import yaml
+
+    name, _, value = option.partition("=")
+    if name not in ("correction_gate", "correct_root", "correction_horizon"):
+        sys.exit(f"--option takes correction_gate, correct_root or correction_horizon, not {name!r}")
+    changed = copy.deepcopy(model)
+    setattr(changed, name, yaml.safe_load(value))
+    return changed
+
+
 def model_filler(model, data, music: bool):
     """A model's `fill` (masked or diffusion: `dancegen inbetween --model`) on a window, with the window's
     music or without. The diffusion family keeps the keys exactly and bends its root path through them."""
@@ -74,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--correction-scale", type=float, action="append", default=[], metavar="A",
                    help="also score each masked model (with music) with its learned correction times A (a model "
                         "with correction: bridge; repeatable): does the correction help at all?")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="also score each masked model (with music) with this filling option changed "
+                        "(correction_gate=linear, correct_root=false, correction_horizon=H; repeatable)")
     p.add_argument("--diffusion", default=None, help="a saved diffusion model folder, for its in-painting")
     p.add_argument("--limit", type=int, default=None, help="only the first N sequences (a quick look)")
     p.add_argument("-o", "--out", default=None, help="folder for results.json")
@@ -95,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         for scale in args.correction_scale:
             methods[f"masked ({path}), correction × {scale:g}"] = model_filler(scaled_correction(model, scale), data,
                                                                              music=True)
+        for option in args.option:
+            methods[f"masked ({path}), {option}"] = model_filler(with_option(model, option), data, music=True)
     if args.diffusion:
         methods[f"diffusion in-painting ({args.diffusion})"] = model_filler(load_model(args.diffusion), data, music=True)
     started = time.time()
