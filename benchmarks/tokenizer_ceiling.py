@@ -23,8 +23,7 @@ import argparse
 import numpy as np
 
 from dancegen.audio.cache import default_cache_dir
-from dancegen.metrics import diversity, fid
-from dancegen.metrics.benchmark import PROTOCOLS, run_benchmark
+from dancegen.metrics.benchmark import PROTOCOLS, kinetic_fid_of_songs, run_benchmark
 from dancegen.metrics.evaluate import parse_dataset, prepared_for
 from dancegen.metrics.kinetic import kinetic_features
 from dancegen.metrics.report import markdown_table
@@ -68,17 +67,11 @@ def main() -> None:
     print(markdown_table(result.results))
     trained = {data.sequences[n]["style"] for n in data.split("train")}
     songs = [s.name for s in result.songs]
-    seen = [data.sequences[n]["style"] in trained for n in songs]
-    reference = np.concatenate([s.kinetic for s in result.scores["ground_truth"]])
-    seen_reference = np.concatenate([s.kinetic for s, ok in zip(result.scores["ground_truth"], seen) if ok])
-    print(f"\n| row | fid_k, all songs | div_k | fid_k, styles with training songs ({sum(seen)} songs) | div_k |"
-          "\n|---|---|---|---|---|")
-    for row, scores in result.scores.items():
-        per = len(scores) // len(songs)
-        kin = np.concatenate([s.kinetic for s in scores])
-        seen_kin = np.concatenate([s.kinetic for i, s in enumerate(scores) if seen[i // per]])
-        print(f"| {row} | {fid(kin, reference):.1f} | {diversity(kin, reference):.2f} | "
-              f"{fid(seen_kin, seen_reference):.1f} | {diversity(seen_kin, seen_reference):.2f} |")
+    seen = kinetic_fid_of_songs(result, lambda song: data.sequences[song.name]["style"] in trained)
+    every = kinetic_fid_of_songs(result, lambda song: True)
+    print("\n| row | fid_k, all songs | div_k | fid_k, styles with training songs | div_k |\n|---|---|---|---|---|")
+    for row in result.scores:
+        print(f"| {row} | {every[row][0]:.1f} | {every[row][1]:.2f} | {seen[row][0]:.1f} | {seen[row][1]:.2f} |")
     print("\n| song | style | generation ÷ ground truth: horizontal energy | vertical | expenditure |"
           "\n|---|---|---|---|---|")
     per = len(result.scores["generation"]) // len(songs)

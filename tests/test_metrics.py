@@ -207,3 +207,23 @@ def test_still_pose_has_no_motion_beats():
     clip = np.repeat(dancing_clip(1), 120, axis=0)
     assert beat_align_score(clip, [10, 40, 70], variant="bailando") == 0.0
     assert beat_align_score(clip, [10, 40, 70], variant="fact") == 0.0
+
+
+def test_kinetic_fid_of_songs_scores_only_the_kept_songs():
+    from dancegen.metrics.benchmark import BenchmarkResult, DanceScores, Song, kinetic_fid_of_songs
+
+    rng = np.random.default_rng(0)
+    songs = [Song("a", "waltz", np.zeros(0)), Song("b", "tango", np.zeros(0))]
+
+    def dance(kinetic):
+        return DanceScores(kinetic, np.zeros((len(kinetic), 32)), [], [], [], 0.0, np.zeros(0))
+
+    truth = [dance(rng.normal(size=(40, 72))), dance(rng.normal(5.0, 1.0, size=(40, 72)))]
+    copy_of_a = dance(truth[0].kinetic.copy())
+    # a row of two seeds per song: song a danced exactly as the truth, song b far off
+    scores = {"ground_truth": truth, "row": [copy_of_a, copy_of_a, dance(np.zeros((40, 72))), dance(np.zeros((40, 72)))]}
+    result = BenchmarkResult({}, None, songs, scores)
+    only_a = kinetic_fid_of_songs(result, lambda song: song.style == "waltz")
+    both = kinetic_fid_of_songs(result, lambda song: True)
+    assert abs(only_a["row"][0]) < 0.05 and abs(only_a["ground_truth"][0]) < 0.05  # sqrtm rounding
+    assert both["row"][0] > 10 and abs(both["ground_truth"][0]) < 0.05

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -126,6 +125,19 @@ class BenchmarkResult:
     protocol: Protocol
     songs: list[Song]
     scores: dict[str, list[DanceScores]]  # row -> dances (the first dance of each row is song 0, seed 0)
+
+
+def kinetic_fid_of_songs(result: BenchmarkResult, keep: Callable[[Song], bool]) -> dict[str, tuple[float, float]]:
+    """{row: (fid_k, div_k)} over the songs `keep` accepts only, against those songs' ground truth:
+    e.g. without the songs of a style no training dance had."""
+    kept = [keep(s) for s in result.songs]
+    reference = np.concatenate([s.kinetic for s, k in zip(result.scores["ground_truth"], kept) if k])
+    out = {}
+    for row, scores in result.scores.items():
+        per = len(scores) // len(kept)
+        kin = np.concatenate([s.kinetic for i, s in enumerate(scores) if kept[i // per]])
+        out[row] = (fid(kin, reference), diversity(kin, reference))
+    return out
 
 
 def run_benchmark(data: PreparedDataset, models: dict[str, Callable], *, split: str = "test",
