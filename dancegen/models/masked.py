@@ -63,6 +63,7 @@ from torch import nn
 from ..data.representation import motion_to_rot6d, rot6d_to_motion
 from ..motion import Motion, forward_kinematics
 from ..motion.rotations import sixd_to_matrix
+from .bailando import heading
 from .base import STYLES, Music, SavedModel, register_model, style_id
 from .diffusion import _rotate_yaw
 
@@ -140,13 +141,6 @@ def bridge_gate(known: torch.Tensor, horizon: float, shape: str = "sqrt") -> tor
     spread = torch.where(d1.isinf(), d2, torch.where(d2.isinf(), d1, d1 * d2 / (d1 + d2).clamp(min=1)))
     gate = spread.clamp(max=horizon) / horizon
     return gate if shape == "linear" else gate.sqrt()
-
-
-def heading(rot6d: torch.Tensor) -> torch.Tensor:
-    """(...,) the yaw (radians about +Y) that the root faces in (..., 3 + 6J) rot6d frames (its local +Z
-    on the floor; 0 facing +Z), as in the in-betweening benchmark's `in_frame_of`."""
-    forward = sixd_to_matrix(rot6d[..., 3:9])[..., :, 2]
-    return torch.atan2(forward[..., 0], forward[..., 2])
 
 
 def reference_index(known: torch.Tensor) -> torch.Tensor:
@@ -287,7 +281,7 @@ class MaskedMotionModel(nn.Module, SavedModel):
         first = rot6d[torch.arange(len(rot6d)), reference_index(known)]
         yaw = torch.zeros(len(rot6d), dtype=rot6d.dtype)
         if self.canonical_heading:  # a row with no given frame is not turned
-            yaw = torch.where(known.any(1), heading(first), yaw)
+            yaw = torch.where(known.any(1), heading(sixd_to_matrix(first[..., 3:9])), yaw)
         x = rot6d.clone()
         x[..., [0, 2]] -= first[:, None, [0, 2]]
         if self.canonical_heading:
