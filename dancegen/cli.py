@@ -124,6 +124,8 @@ def _generate(args: argparse.Namespace) -> None:
         from .generation import read_seed_motion
 
         controls.update(key_poses=read_seed_motion(args.key_poses), key_beats=args.key_beats)
+    if args.stitch:
+        controls["stitch"] = args.stitch
     options = dict(seed=args.seed, style=args.style, start=args.start, duration=args.duration,
                    seed_motion=args.seed_motion, **controls)
     if len(args.songs) > 1 or any(Path(s).is_dir() for s in args.songs):
@@ -265,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a .bvh or .npz whose frames are poses for the dance to strike on the beats, in turn "
                         "(a diffusion model; Beat-It's beat-aware key frames)")
     p.add_argument("--key-beats", type=int, default=4, help="with --key-poses: a pose on every Nth beat (default 4)")
+    p.add_argument("--stitch", choices=("average", "bidirectional"), default=None,
+                   help="how a diffusion model joins its overlapping windows: average the overlaps, or BADM's "
+                        "two passes conditioned on the previous and next window (default: the model's own)")
     p.add_argument("--formats", default="bvh,npz,mp4,html", help="comma-separated outputs of bvh,npz,mp4,html,glb,smpl")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--jobs", type=int, default=None,
@@ -335,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-joints", default=None,
                    help="also keep these joints at every frame and generate the rest: upper, lower or SMPL joint "
                         "names (a diffusion model; e.g. --keep-joints upper generates the legs)")
+    p.add_argument("--stitch", choices=("average", "bidirectional"), default=None,
+                   help="how a diffusion model joins its overlapping windows: average the overlaps, or BADM's "
+                        "two passes conditioned on the previous and next window (default: the model's own)")
     p.add_argument("--formats", default="bvh,npz,mp4,html", help="comma-separated outputs (bvh,npz,mp4,html)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_inbetween)

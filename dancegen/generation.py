@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # dancegen.motion loads torch, which the cold command loads w
 
 FORMATS = ("bvh", "npz", "mp4", "html", "glb", "smpl")
 MIN_SECONDS = 1.0
+# controls of `generate` only some families take (a diffusion model), and what a refusal says
+NAMED_CONTROLS = {"key_poses": "place key poses on the beats", "stitch": "choose how its windows are stitched"}
 
 
 @dataclass
@@ -91,8 +93,9 @@ def generate_dance(song: str | os.PathLike | None = None, *, model: str | DanceM
     music = Music(features, dancer.fps, song=song, start=start, style=style)
     if seed_motion is not None and not isinstance(seed_motion, Motion):
         seed_motion = read_seed_motion(seed_motion)
-    if "key_poses" in controls and "key_poses" not in inspect.signature(dancer.generate).parameters:
-        raise UserError(model, f"the {dancer.name} model cannot place key poses on the beats (a diffusion model can)")
+    for control, what in NAMED_CONTROLS.items():
+        if control in controls and control not in inspect.signature(dancer.generate).parameters:
+            raise UserError(model, f"the {dancer.name} model cannot {what} (a diffusion model can)")
     motion = dancer.generate(music, seed_motion=seed_motion, length=frames, seed=seed, style=style, **controls)
     if abs(motion.duration - frames / dancer.fps) > 0.5 / motion.fps:  # the MP3 must span the dance exactly
         mp3 = None

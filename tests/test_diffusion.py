@@ -175,6 +175,28 @@ def test_key_poses_from_the_command_line(tmp_path: Path, capsys):
     assert "cannot place key poses" in capsys.readouterr().err
 
 
+
+def test_stitch_from_the_command_line(tmp_path: Path, capsys, monkeypatch):
+    """`--stitch bidirectional` reaches a diffusion model's `generate`; a model without windows refuses it."""
+    import soundfile as sf
+
+    from dancegen.cli import main
+    from dancegen.models.diffusion import DiffusionModel
+
+    sr = 22050
+    sf.write(tmp_path / "song.wav", (0.1 * np.sin(2 * np.pi * 440 * np.arange(4 * sr) / sr)).astype(np.float32), sr)
+    tiny().save(tmp_path / "model")
+    seen = []
+    generate = DiffusionModel.generate
+    monkeypatch.setattr(DiffusionModel, "generate", lambda self, music, stitch=None, **kw: seen.append(stitch) or
+                        generate(self, music, stitch=stitch, **kw))
+    args = ["generate", str(tmp_path / "song.wav"), "-o", str(tmp_path / "out"), "--formats", "npz", "-q",
+            "--stitch", "bidirectional"]
+    assert main([*args, "--model", str(tmp_path / "model")]) == 0 and seen == ["bidirectional"]
+    assert main(args) == 2
+    assert "cannot choose how its windows are stitched" in capsys.readouterr().err
+
+
 LODGE = dict(global_stride=4, global_window=8, global_overlap=2, global_layers=1)
 
 
