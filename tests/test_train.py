@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from dancegen.cli import main
+from dancegen.data.prepared import PreparedDataset
 from dancegen.models import Music, load_model
 from dancegen.models.bailando import BailandoModel
 
@@ -39,9 +40,12 @@ def test_two_stage_training_writes_loadable_models_and_logs(synthetic: Path, tmp
         assert "samples/dance" in events.Tags()["images"] and "samples/joint_speed" in events.Tags()["scalars"]
         image = events.Images("samples/dance")[-1]
         assert (image.width, image.height) == (8 * 160, 240)
+    prepared = PreparedDataset(tmp_path / "prepared")
+    train_styles = {prepared.sequences[n]["style"] for n in prepared.split("train")}
     for folder in ("best", "last"):
         model = load_model(tmp_path / "run" / folder)
         assert isinstance(model, BailandoModel) and model.context == 4
+        assert model.trained_styles == tuple(sorted(train_styles))  # recorded by the trainer
     # the VQ-VAE stage's codebook reached the saved model (the average of the weights shares its buffers)
     assert bool(model.upper.quantizer.initialised)
     # after the VQ-VAE stage the training dances' codes were counted per style, for `style_prior`
@@ -88,3 +92,26 @@ def test_bad_stages_are_one_line_errors(synthetic: Path, tmp_path: Path, capsys,
     assert main(["train", str(config), "-o", str(tmp_path / "run"), "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert "c.yaml" in err and message in err and "\n" not in err
+
+
+def test_select_hands_on_the_best_weights_and_can_save_the_last(synthetic: Path, tmp_path: Path, monkeypatch):
+    """`select: best` starts the next stage from the stage's lowest validation loss; `select: last` makes
+    best/ the stage's last weights (the actor-critic's validation loss rises as its policy moves)."""
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("DANCEGEN_CACHE", str(tmp_path / "cache"))
+    config = write_config(tmp_path / "c.yaml", tmp_path / "prepared", synthetic,
+                          stages={"vqvae": {"max_steps": 9, "lr": 3e-2, "ema_decay": 0.0, "select": "best"},
+                                  "gpt": {"max_steps": 3}, "ac": {"max_steps": 3, "select": "last"}})
+    text = yaml.safe_load(config.read_text())
+    text["model"] = {**TINY, "actor_critic": True}
+    config.write_text(yaml.safe_dump(text))
+    assert main(["train", str(config), "-o", str(tmp_path / "run"), "-q"]) == 0
+    run = tmp_path / "run"
+    stage_best, best, last = (load_file(str(f / "model.safetensors"))
+                              for f in (run / "checkpoints" / "vqvae" / "best", run / "best", run / "last"))
+    encoder = [k for k in stage_best if k.startswith(("upper.", "lower."))]
+    assert encoder and all(torch.equal(stage_best[k], last[k]) for k in encoder)  # frozen after the handoff
+    assert all(torch.equal(best[k], last[k]) for k in last)
+    bad = write_config(tmp_path / "bad.yaml", tmp_path / "prepared", synthetic, stages={"gpt": {"select": "first"}})
+    assert main(["train", str(bad), "-o", str(tmp_path / "bad"), "-q"]) == 2

@@ -170,11 +170,12 @@ class TrainingModule(L.LightningModule):
 
 
 class SaveModel(L.Callback):
-    """Saves the EMA model to OUT/best whenever the validation loss improves, and to OUT/last at the end;
-    from rank 0 only. The best loss so far is part of a training checkpoint (`state_dict`)."""
+    """Saves the EMA model to OUT/best (and to `stage_best`, the stage's own copy, when given) whenever
+    the validation loss improves, and to OUT/last at the end; from rank 0 only. The best loss so far is
+    part of a training checkpoint (`state_dict`)."""
 
-    def __init__(self, out: Path):
-        self.out, self.best = Path(out), math.inf
+    def __init__(self, out: Path, stage_best: Path | None = None):
+        self.out, self.stage_best, self.best = Path(out), stage_best, math.inf
 
     def on_validation_end(self, trainer: L.Trainer, module: TrainingModule) -> None:
         loss = trainer.callback_metrics.get("val/loss")
@@ -183,7 +184,9 @@ class SaveModel(L.Callback):
         if float(loss) < self.best:
             self.best = float(loss)
             if trainer.is_global_zero:
-                module.ema.save(self.out / "best")
+                for folder in (self.out / "best", self.stage_best):
+                    if folder is not None:
+                        module.ema.save(folder)
 
     def on_train_end(self, trainer: L.Trainer, module: TrainingModule) -> None:
         if trainer.is_global_zero:

@@ -14,7 +14,11 @@ model's weights, `training.run_stages: [ac]` runs only the named stages of a mul
 (e.g. fine-tune a trained bailando with its actor-critic stage). The data are prepared from `source` when
 `path` holds no prepared dataset. OUT receives logs/ (TensorBoard), best/ (the EMA model with the
 lowest validation loss) and last/ (the EMA model at the end), each a folder `load_model` reads, and
-checkpoints/STAGE/ (every `checkpoint_every` steps, default `val_every`) for `--resume`.
+checkpoints/STAGE/ (every `checkpoint_every` steps, default `val_every`) for `--resume`. A stage's
+`select` says which of its weights count: `best` (the lowest validation loss) starts the next stage,
+where by default the next stage starts from the stage's last weights; `last` makes best/ the stage's
+last weights (for a stage whose validation loss does not measure what it trains for, like
+bailando's actor-critic).
 
 `accelerator`, `devices`, `num_nodes`, `strategy` and `precision` go to Lightning's Trainer (e.g. gpu, 4,
 1, ddp, bf16-mixed); `batch_size` is per process. docs/training.md has the options and the launches.
@@ -34,7 +38,7 @@ from ..errors import UserError
 TRAINING_DEFAULTS = {"seed": 0, "batch_size": 64, "train_stride": 4, "val_stride": 50, "max_steps": 10000,
                      "max_minutes": None, "lr": 4e-4, "weight_decay": 0.01, "warmup_steps": 200,
                      "ema_decay": 0.999, "val_every": 250, "grad_clip": 1.0, "threads": None, "stages": None,
-                     "init": None, "run_stages": None, "checkpoint_every": None,
+                     "init": None, "run_stages": None, "checkpoint_every": None, "select": None,
                      "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "32-true"}
 
 
@@ -98,6 +102,8 @@ def _stages(config_path, model, options: dict, caps: dict) -> list[tuple[str | N
         wrong = set(stage) - (set(TRAINING_DEFAULTS) - {"stages"})
         if wrong:
             raise UserError(config_path, f"unknown training options in training.stages.{name}: {', '.join(sorted(wrong))}")
+        if stage.get("select") not in (None, "best", "last"):
+            raise UserError(config_path, f"training.stages.{name}.select takes best or last, not {stage['select']!r}")
     run = options.get("run_stages") or list(names)
     if not isinstance(run, list) or set(run) - set(names):
         raise UserError(config_path, f"training.run_stages takes a list of {', '.join(names)}")
@@ -180,6 +186,7 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
     data = prepared_data(config["data"], progress)
     L.seed_everything(options["seed"], workers=True, verbose=False)
     model = _MODELS[family].for_data(data, **model_config)
+    model.trained_styles = tuple(sorted({s for n in data.split("train") if (s := data.sequences[n].get("style"))}))
     if options["init"]:
         init_weights(model, options["init"])
     inputs, outputs = model.windows()
@@ -203,6 +210,7 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
                                 warmup_steps=stage_options["warmup_steps"], max_steps=stage_options["max_steps"],
                                 ema_decay=stage_options["ema_decay"])
         folder = out / "checkpoints" / (stage or "train")
+        datamodule.batch_size = stage_options["batch_size"]  # a stage may set its own (bailando's ac: 16)
         path, state = (newest_good(folder) if resume else None) or (None, None)
         if path and path.name == "final.ckpt":  # finished before: its weights, no training
             module.load_state_dict(state["state_dict"])
@@ -214,12 +222,17 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
                 print((f"stage {stage}: " if stage else "") + f"up to {stage_options['max_steps']} steps"
                       + (f" or {stage_options['max_minutes']:.0f} min" if stage_options["max_minutes"] else "")
                       + (f", resuming from {path} (step {step})" if path else ""))
-            trainer = _trainer(out, stage, stage_options, [SaveModel(out), samples], progress, step)
+            saver = SaveModel(out, folder / "best")
+            trainer = _trainer(out, stage, stage_options, [saver, samples], progress, step)
             trainer.logger.log_hyperparams({"family": family, "stage": stage or "", **model.config,
                                             **{k: v for k, v in stage_options.items() if k != "stages"}})
             trainer.fit(module, datamodule=datamodule, ckpt_path=path, weights_only=True)
             trainer.save_checkpoint(folder / "final.ckpt", weights_only=False)  # done: a resumed run skips it
         model.load_state_dict(module.ema.state_dict())  # the next stage starts from the averaged weights
+        if stage_options["select"] == "best" and (folder / "best").is_dir():
+            init_weights(model, folder / "best")  # ... or from the stage's best validation, when it says so
+        elif stage_options["select"] == "last" and int(os.environ.get("RANK", 0)) == 0:
+            module.ema.save(out / "best")
         if stage is not None and hasattr(model, "after_stage"):
             model.after_stage(stage, data)  # e.g. bailando counts each style's codes once its codebooks exist
     if progress and int(os.environ.get("RANK", 0)) == 0:
