@@ -60,6 +60,23 @@ def test_a_config_without_format_version_is_version_1(saved: Path):
     assert isinstance(load_model(saved), BailandoModel)
 
 
+def test_the_training_styles_travel_with_the_model_and_an_unseen_style_means_none(saved: Path):
+    from dancegen.models.base import style_id
+
+    model = load_model(saved)
+    assert model.trained_styles is None and model.style_index("tango") == style_id("tango")  # not recorded: all
+    model.trained_styles = ("rumba", "waltz")
+    model.save(saved)
+    assert json.loads((saved / "config.json").read_text())["trained_styles"] == ["rumba", "waltz"]
+    model = load_model(saved)
+    assert model.trained_styles == ("rumba", "waltz")
+    assert model.style_index("waltz") == style_id("waltz") > 0 and model.style_index("tango") == 0
+    config = json.loads((saved / "config.json").read_text())
+    config["trained_styles"] = "waltz"
+    (saved / "config.json").write_text(json.dumps(config))
+    assert "trained_styles" in one_line_error(saved, "config.json")
+
+
 def test_the_bundled_default_model_loads():
     assert json.loads((DEFAULT_MODEL / "config.json").read_text()).get("format_version", 1) <= FORMAT_VERSION
     assert load_model("default").name == "bailando"

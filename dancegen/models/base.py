@@ -97,6 +97,15 @@ class SavedModel(DanceModel):
 
     training_features: Callable
     min_motion_std: float = 1e-4
+    trained_styles: tuple[str, ...] | None = None  # the training dances' styles (`dancegen train` records them)
+
+    def style_index(self, style: str | None) -> int:
+        """`style_id(style)` for generation, or 0 (none: follow the music) for a style no training dance
+        had (Dance with Melody's tango is test-only): its embedding never got a gradient. A model saved
+        before the trainer recorded `trained_styles` takes every style."""
+        if self.trained_styles is not None and style not in self.trained_styles:
+            return 0
+        return style_id(style)
 
     def keep_config(self, scope: dict) -> None:
         """`self.config`: the constructor's keyword arguments, from its `locals()` (its `**` catch-all
@@ -172,6 +181,8 @@ class SavedModel(DanceModel):
         with atomic_path(folder / WEIGHTS) as tmp:
             save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(tmp))
         config = {"family": self.name, "format_version": FORMAT_VERSION, **self.config}
+        if self.trained_styles is not None:
+            config["trained_styles"] = sorted(self.trained_styles)
         write_text(folder / CONFIG, json.dumps(config, indent=1) + "\n")
 
     @classmethod
@@ -185,7 +196,10 @@ class SavedModel(DanceModel):
         config = read_model_config(folder)
         if config["family"] != cls.name:
             raise UserError(folder / CONFIG, f"a {config['family']!r} model, not a {cls.name!r} one")
-        keywords = {k: v for k, v in config.items() if k not in ("family", "format_version")}
+        keywords = {k: v for k, v in config.items() if k not in ("family", "format_version", "trained_styles")}
+        styles = config.get("trained_styles")
+        if styles is not None and not (isinstance(styles, list) and all(isinstance(x, str) for x in styles)):
+            raise UserError(folder / CONFIG, f"broken model config: trained_styles {styles!r} is not a list of names")
         shapes = None
         # First without memory (meta tensors): a config of absurd sizes meets the file's shapes, not the
         # RAM. Not for the package's own models (the bundled default): building on meta imports
@@ -203,6 +217,8 @@ class SavedModel(DanceModel):
         except (ValueError, KeyError, RuntimeError, TypeError, IndexError, AttributeError, OverflowError) as e:
             raise UserError(folder / CONFIG, f"cannot build the {cls.name} model from it ({_one_line(e)})") from None
         model.load_state_dict(read_weights(folder / WEIGHTS, model.state_dict()))
+        if styles is not None:
+            model.trained_styles = tuple(styles)
         return model.eval()
 
     @property

@@ -459,7 +459,7 @@ class DiffusionModel(nn.Module, SavedModel):
         music = F.pad(self.normalise_music(music), (0, 0, 0, frames - len(music)), value=float("nan"))
         was_training = self.training
         self.eval()
-        out = self.sample(music, style=style_id(style) if self.use_style else 0, known=x, mask=columns,
+        out = self.sample(music, style=self.style_index(style) if self.use_style else 0, known=x, mask=columns,
                           generator=torch.Generator().manual_seed(int(seed)), steps=steps)
         self.train(was_training)
         root, rotations = features_to_pose(out * self.motion_std + self.motion_mean, rot6d[0, [0, 2]])
@@ -554,8 +554,8 @@ class DiffusionModel(nn.Module, SavedModel):
         if coarse_to_fine:
             if known is not None:
                 raise ValueError("coarse_to_fine does not combine with key poses or a seed motion")
-            known, mask, path = self._global_keys(feats, style_id(chosen), generator, steps, guidance)
-        x = self.sample(feats, style=style_id(chosen), generator=generator, known=known, mask=mask, steps=steps,
+            known, mask, path = self._global_keys(feats, self.style_index(chosen), generator, steps, guidance)
+        x = self.sample(feats, style=self.style_index(chosen), generator=generator, known=known, mask=mask, steps=steps,
                         guidance=guidance, progress=progress, stitch=stitch)
         self.train(was_training)
         if seed_motion is not None:

@@ -376,7 +376,7 @@ class MaskedMotionModel(nn.Module, SavedModel):
         music = torch.as_tensor(np.asarray(music, dtype=np.float32))
         has_music = ~music.isnan().any(-1)
         music = torch.nan_to_num((music - self.music_mean) / self.music_std)
-        styles = torch.tensor([style_id(style) if self.use_style else 0])
+        styles = torch.tensor([self.style_index(style) if self.use_style else 0])
         w, stride = self.window, self.window - self.overlap
         start = 0
         while True:

@@ -386,7 +386,7 @@ class _NextFrames(nn.Module, SavedModel):
         try:
             with one_thread():
                 x = self.sample(normalised, -(-out_frames // self.output_frames), history=history,
-                                style=style_id(chosen), generator=torch.Generator().manual_seed(int(seed)),
+                                style=self.style_index(chosen), generator=torch.Generator().manual_seed(int(seed)),
                                 temperature=self.temperature if temperature is None else temperature,
                                 progress=progress)
         finally:
