@@ -15,8 +15,9 @@ model's weights, `training.run_stages: [ac]` runs only the named stages of a mul
 `path` holds no prepared dataset. OUT receives logs/ (TensorBoard), best/ (the EMA model with the
 lowest validation loss) and last/ (the EMA model at the end), each a folder `load_model` reads, and
 checkpoints/STAGE/ (every `checkpoint_every` steps, default `val_every`) for `--resume`. A stage's
-`select` says which of its weights count: `best` (the lowest validation loss) starts the next stage,
-where by default the next stage starts from the stage's last weights; `last` makes best/ the stage's
+`select` says which of its weights count: `best` (the lowest validation loss, kept in
+checkpoints/STAGE/best) starts the next stage, where by default the next stage starts from the
+stage's last weights; `last` makes best/ the stage's
 last weights (for a stage whose validation loss does not measure what it trains for, like
 bailando's actor-critic).
 
@@ -222,7 +223,7 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
                 print((f"stage {stage}: " if stage else "") + f"up to {stage_options['max_steps']} steps"
                       + (f" or {stage_options['max_minutes']:.0f} min" if stage_options["max_minutes"] else "")
                       + (f", resuming from {path} (step {step})" if path else ""))
-            saver = SaveModel(out, folder / "best")
+            saver = SaveModel(out, folder / "best" if stage_options["select"] == "best" else None)
             trainer = _trainer(out, stage, stage_options, [saver, samples], progress, step)
             trainer.logger.log_hyperparams({"family": family, "stage": stage or "", **model.config,
                                             **{k: v for k, v in stage_options.items() if k != "stages"}})
