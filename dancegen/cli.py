@@ -340,9 +340,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-joints", default=None,
                    help="also keep these joints at every frame and generate the rest: upper, lower or SMPL joint "
                         "names (a diffusion model; e.g. --keep-joints upper generates the legs)")
-    p.add_argument("--stitch", choices=("average", "bidirectional"), default=None,
-                   help="how a diffusion model joins its overlapping windows: average the overlaps, or BADM's "
-                        "two passes conditioned on the previous and next window (default: the model's own)")
     p.add_argument("--formats", default="bvh,npz,mp4,html", help="comma-separated outputs (bvh,npz,mp4,html)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_inbetween)

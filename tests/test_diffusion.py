@@ -175,7 +175,6 @@ def test_key_poses_from_the_command_line(tmp_path: Path, capsys):
     assert "cannot place key poses" in capsys.readouterr().err
 
 
-
 def test_stitch_from_the_command_line(tmp_path: Path, capsys, monkeypatch):
     """`--stitch bidirectional` reaches a diffusion model's `generate`; a model without windows refuses it."""
     import soundfile as sf

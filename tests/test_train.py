@@ -86,6 +86,7 @@ def test_extends_merges_configs_and_refuses_a_circle(tmp_path: Path):
     ({"polish": {"max_steps": 1}}, "training.stages takes vqvae, gpt"),
     ({"vqvae": {"max_steps": 1}, "gpt": {"max_steps": 1}, "ac": {"max_steps": 1}}, "training.stages takes vqvae, gpt"),
     ({"gpt": {"max_step": 1}}, "unknown training options in training.stages.gpt: max_step"),
+    ({"gpt": {"select": "first"}}, "training.stages.gpt.select takes best or last, not 'first'"),
 ])
 def test_bad_stages_are_one_line_errors(synthetic: Path, tmp_path: Path, capsys, stages, message):
     config = write_config(tmp_path / "c.yaml", tmp_path / "prepared", synthetic, stages=stages)
@@ -113,5 +114,5 @@ def test_select_hands_on_the_best_weights_and_can_save_the_last(synthetic: Path,
     encoder = [k for k in stage_best if k.startswith(("upper.", "lower."))]
     assert encoder and all(torch.equal(stage_best[k], last[k]) for k in encoder)  # frozen after the handoff
     assert all(torch.equal(best[k], last[k]) for k in last)
-    bad = write_config(tmp_path / "bad.yaml", tmp_path / "prepared", synthetic, stages={"gpt": {"select": "first"}})
+    bad = write_config(tmp_path / "bad.yaml", tmp_path / "prepared", synthetic, select="first")
     assert main(["train", str(bad), "-o", str(tmp_path / "bad"), "-q"]) == 2

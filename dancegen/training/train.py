@@ -17,9 +17,8 @@ lowest validation loss) and last/ (the EMA model at the end), each a folder `loa
 checkpoints/STAGE/ (every `checkpoint_every` steps, default `val_every`) for `--resume`. A stage's
 `select` says which of its weights count: `best` (the lowest validation loss, kept in
 checkpoints/STAGE/best) starts the next stage, where by default the next stage starts from the
-stage's last weights; `last` makes best/ the stage's
-last weights (for a stage whose validation loss does not measure what it trains for, like
-bailando's actor-critic).
+stage's last weights; `last` makes best/ the stage's last weights (for a stage whose validation
+loss does not measure what it trains for, like bailando's actor-critic).
 
 `accelerator`, `devices`, `num_nodes`, `strategy` and `precision` go to Lightning's Trainer (e.g. gpu, 4,
 1, ddp, bf16-mixed); `batch_size` is per process. docs/training.md has the options and the launches.
@@ -92,6 +91,8 @@ def _stages(config_path, model, options: dict, caps: dict) -> list[tuple[str | N
     """[(stage, options)]: one unnamed stage for a single-stage family; for a family with `stages`
     (e.g. bailando's vqvae then gpt), each stage's options are the training options updated by
     `training.stages.NAME`, then by `caps` (--max-minutes or --max-steps given on the command line)."""
+    if options.get("select") not in (None, "best", "last"):
+        raise UserError(config_path, f"training.select takes best or last, not {options['select']!r}")
     names = getattr(model, "stages", None)
     if not names:
         return [(None, {**options, **caps})]
