@@ -12,7 +12,6 @@ before 5 s.
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from pathlib import Path
 

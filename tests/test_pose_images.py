@@ -4,7 +4,6 @@ right where a camera sees them, the folder written whole, and `dancegen render` 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

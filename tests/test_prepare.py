@@ -14,7 +14,7 @@ from dancegen.data import PreparedDataset, WindowDataset
 from dancegen.data.prepare import prepare
 from dancegen.data.representation import motion_to_rot6d, rot6d_to_motion
 from dancegen.errors import UserError
-from dancegen.motion import Motion, smpl_skeleton
+from dancegen.motion import Motion
 
 from conftest import FPS, STYLES, synthetic_motion as _motion
 

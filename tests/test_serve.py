@@ -298,7 +298,7 @@ def fuzz_samples() -> list[bytes]:
 
 
 def test_fuzz_the_upload_endpoint(tmp_path: Path):
-    hypothesis = pytest.importorskip("hypothesis")
+    pytest.importorskip("hypothesis")
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
