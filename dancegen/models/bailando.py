@@ -483,13 +483,6 @@ class BailandoModel(nn.Module, SavedModel):
             self.style_codes[s, 0] += torch.bincount(up, minlength=self.codes).to(self.style_codes)
             self.style_codes[s, 1] += torch.bincount(low, minlength=self.codes).to(self.style_codes)
 
-    def trained_style(self, style: int) -> int:
-        """`style`, or 0 (none: follow the music) for a style no training dance had (Dance with Melody's
-        tango is test-only): its style embedding never got a gradient and is still random. Told by the
-        style counts, for models saved before the trainer recorded `trained_styles` (`style_index`)."""
-        counts = getattr(self, "style_codes", None)
-        return 0 if counts is not None and counts.sum() > 0 and counts[style].sum() == 0 else style
-
     def style_bias(self, style: int, weight: float) -> torch.Tensor | None:
         """Logit bias (2, codes) towards a style's codes: `weight` × the pointwise mutual information of
         code and style in the training dances, log p(code | style) − log p(code) (add-one smoothed).
@@ -788,7 +781,7 @@ class BailandoModel(nn.Module, SavedModel):
                     lower, upper = self.split(x[None])
                     prefix = (self.upper.codes(upper)[0], self.lower.codes(lower)[0])
                 start = continuation_start(rot6d)
-            sid = self.trained_style(self.style_index(chosen)) if self.use_style else 0
+            sid = self.style_index(chosen) if self.use_style else 0
             with one_thread():
                 up, low = self.sample_codes(steps, sid,
                                             torch.Generator().manual_seed(int(seed)), prefix=prefix,
