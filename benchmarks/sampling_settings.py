@@ -6,16 +6,17 @@ Each SETTING is a JSON object of `generate` controls (e.g. {"style_prior": 0.5},
 floor_radius); {} is the model as saved. Besides the benchmark's table it prints FID_k and Div_k
 over the songs whose style some training song has (Dance with Melody's test tango has none).
 
-    .venv/bin/python benchmarks/sampling_settings.py [--model default] [--split val] SETTING ...
+    .venv/bin/python benchmarks/sampling_settings.py [--model default] [--split val] [--seeds 3,4,5] SETTING ...
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 from dancegen.audio.cache import default_cache_dir
-from dancegen.metrics.benchmark import kinetic_fid_of_songs, run_benchmark
+from dancegen.metrics.benchmark import PROTOCOLS, kinetic_fid_of_songs, run_benchmark
 from dancegen.metrics.evaluate import parse_dataset, prepared_for
 from dancegen.metrics.report import markdown_table
 from dancegen.metrics.style import MotionStyleClassifier
@@ -43,14 +44,16 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--split", default="val", choices=("val", "test", "train"))
     parser.add_argument("--dataset", default="dance-with-melody:../shared/data/dance_with_melody")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds per song")
     args = parser.parse_args()
+    protocol = replace(PROTOCOLS["default"], seeds=tuple(int(s) for s in args.seeds.split(",")))
     kind, path = parse_dataset(args.dataset)
     data = prepared_for(kind, path, default_cache_dir(), False)
     models = {json.dumps(s): (lambda train, s=s: Sampled(load_model(args.model), s)) for s in args.settings}
     classifier = MotionStyleClassifier.bundled("dance_with_melody")
-    result = run_benchmark(data, models, split=args.split, style_of=classifier.predict,
+    result = run_benchmark(data, models, split=args.split, protocol=protocol, style_of=classifier.predict,
                            known_styles=tuple(classifier.styles), progress=False)
-    print(f"model {args.model}, {args.split} split\n\n" + markdown_table(result.results))
+    print(f"model {args.model}, {args.split} split, seeds {args.seeds}\n\n" + markdown_table(result.results))
     trained = {data.sequences[n]["style"] for n in data.split("train")}
     seen = kinetic_fid_of_songs(result, lambda song: data.sequences[song.name]["style"] in trained)
     print("\n| row | fid_k, styles with training songs | div_k |\n|---|---|---|")
