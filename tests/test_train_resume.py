@@ -142,3 +142,15 @@ def test_checkpoints_of_an_earlier_run_need_resume(prepared, tmp_path: Path, cap
     (tmp_path / "run" / "checkpoints" / "gpt" / "step=00000004.ckpt").write_bytes(b"x")
     assert main(["train", str(config), "-o", str(tmp_path / "run"), "-q"]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_a_resumed_run_says_its_time_counts_from_resuming(prepared, tmp_path: Path, capsys):
+    config = write_config(tmp_path / "c.yaml", *prepared, run_stages=["gpt"], stages={"gpt": {"max_steps": 2}},
+                          val_every=100)
+    run = tmp_path / "run"
+    assert main(["train", str(config), "-o", str(run)]) == 0
+    first = capsys.readouterr().out
+    assert main(["train", str(config), "-o", str(run), "--resume"]) == 0  # the stage finished: nothing to train
+    second = capsys.readouterr().out
+    assert " min; saved " in first and "since resuming" not in first
+    assert "finished earlier" in second and " min since resuming; saved " in second

@@ -202,7 +202,7 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
         datamodule = model.with_extra_data(datamodule, extra)
     stages = _stages(config_path, model, options, caps)
     samples = LogSamples(data)
-    started = time.time()
+    started, resumed = time.time(), False
     for stage, stage_options in stages:
         if stage is not None:
             model.set_stage(stage)
@@ -214,6 +214,7 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
         folder = out / "checkpoints" / (stage or "train")
         datamodule.batch_size = stage_options["batch_size"]  # a stage may set its own (bailando's ac: 16)
         path, state = (newest_good(folder) if resume else None) or (None, None)
+        resumed = resumed or path is not None
         if path and path.name == "final.ckpt":  # finished before: its weights, no training
             module.load_state_dict(state["state_dict"])
             if progress:
@@ -239,6 +240,6 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
             model.after_stage(stage, data)  # e.g. bailando counts each style's codes once its codebooks exist
     if progress and int(os.environ.get("RANK", 0)) == 0:
         print(f"trained {family} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) in "
-              f"{(time.time() - started) / 60:.1f} min; saved {out / 'best'} and "
+              f"{(time.time() - started) / 60:.1f} min{' since resuming' if resumed else ''}; saved {out / 'best'} and "
               f"{out / 'last'}; logs in {out / 'logs'}; resumable from {out / 'checkpoints'}")
     return out
