@@ -547,15 +547,15 @@ class DiffusionModel(nn.Module, SavedModel):
             known, mask = seed_known, seed_mask
             feats = torch.cat([torch.zeros(len(seed_feats) - 1, feats.shape[1]), feats])
             start = seed_feats[-1, [0, 2]]
-        chosen = music.style if style is None else style
+        sid = self.style_index(music.style if style is None else style)
         generator = torch.Generator().manual_seed(int(seed))
         was_training = self.training
         self.eval()
         if coarse_to_fine:
             if known is not None:
                 raise ValueError("coarse_to_fine does not combine with key poses or a seed motion")
-            known, mask, path = self._global_keys(feats, self.style_index(chosen), generator, steps, guidance)
-        x = self.sample(feats, style=self.style_index(chosen), generator=generator, known=known, mask=mask, steps=steps,
+            known, mask, path = self._global_keys(feats, sid, generator, steps, guidance)
+        x = self.sample(feats, style=sid, generator=generator, known=known, mask=mask, steps=steps,
                         guidance=guidance, progress=progress, stitch=stitch)
         self.train(was_training)
         if seed_motion is not None:

@@ -87,12 +87,16 @@ def prepared_data(data: dict, progress: bool = True):
     return PreparedDataset(path)
 
 
+def _check_select(config_path, where: str, options: dict) -> None:
+    if options.get("select") not in (None, "best", "last"):
+        raise UserError(config_path, f"{where}.select takes best or last, not {options['select']!r}")
+
+
 def _stages(config_path, model, options: dict, caps: dict) -> list[tuple[str | None, dict]]:
     """[(stage, options)]: one unnamed stage for a single-stage family; for a family with `stages`
     (e.g. bailando's vqvae then gpt), each stage's options are the training options updated by
     `training.stages.NAME`, then by `caps` (--max-minutes or --max-steps given on the command line)."""
-    if options.get("select") not in (None, "best", "last"):
-        raise UserError(config_path, f"training.select takes best or last, not {options['select']!r}")
+    _check_select(config_path, "training", options)
     names = getattr(model, "stages", None)
     if not names:
         return [(None, {**options, **caps})]
@@ -104,8 +108,7 @@ def _stages(config_path, model, options: dict, caps: dict) -> list[tuple[str | N
         wrong = set(stage) - (set(TRAINING_DEFAULTS) - {"stages"})
         if wrong:
             raise UserError(config_path, f"unknown training options in training.stages.{name}: {', '.join(sorted(wrong))}")
-        if stage.get("select") not in (None, "best", "last"):
-            raise UserError(config_path, f"training.stages.{name}.select takes best or last, not {stage['select']!r}")
+        _check_select(config_path, f"training.stages.{name}", stage)
     run = options.get("run_stages") or list(names)
     if not isinstance(run, list) or set(run) - set(names):
         raise UserError(config_path, f"training.run_stages takes a list of {', '.join(names)}")
