@@ -4,6 +4,7 @@ nothing beyond it; a damaged newest checkpoint is named in one line and the prev
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from test_train import write_config
 
 from dancegen.cli import main
 from dancegen.models import load_model
-from dancegen.training.checkpoints import newest_good, read_checkpoint, step_checkpoints
+from dancegen.training.checkpoints import Checkpoints, newest_good, read_checkpoint, step_checkpoints
 from dancegen.training.train import prepared_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,6 +94,38 @@ def test_a_killed_run_resumes_and_loses_nothing_beyond_its_last_checkpoint(prepa
     assert not leftovers(run) and all(len(step_checkpoints(d)) <= 2 for d in (run / "checkpoints").iterdir())
     assert sorted(p.name for p in (run / "checkpoints" / "gpt").iterdir()) == \
         ["final.ckpt", "step=00000012.ckpt", "step=00000016.ckpt"]
+
+
+def test_a_checkpoint_takes_its_name_only_once_what_was_logged_before_it_is_flushed(tmp_path: Path):
+    """Lightning logs a step's loss (and validates) after the batch-end hook that saves the checkpoint: a kill
+    in between must not leave a checkpoint whose step's loss was never written (CI once lost step 3's)."""
+    folder, seen = tmp_path / "gpt", []
+    folder.mkdir()
+
+    class Logger:
+        def save(self):
+            seen.append(sorted(p.name for p in folder.iterdir()))
+
+    class Trainer:
+        global_step, loggers, is_global_zero = 4, [Logger()], True
+
+        def save_checkpoint(self, path, weights_only):
+            torch.save({"state_dict": {}, "global_step": self.global_step}, path)
+
+    callback, trainer = Checkpoints(folder, every=4), Trainer()
+    callback.on_train_batch_end(trainer, None, None, None, 3)
+    assert step_checkpoints(folder) == [] and seen == []  # saved, not yet named: a kill now resumes earlier,
+    killed = shutil.copytree(folder, tmp_path / "killed")  # and the resumed run clears the unnamed file
+    assert newest_good(killed) is None and not list(killed.iterdir())
+    callback.on_train_batch_start(trainer, None, 4)  # the step's metrics are logged: flush, then name it
+    assert seen == [[".step=00000004.ckpt.pending.tmp.ckpt"]]
+    assert [p.name for p in folder.iterdir()] == ["step=00000004.ckpt"]
+    for step in (8, 12, 13):
+        trainer.global_step = step
+        callback.on_train_batch_end(trainer, None, None, None, step - 1)
+        callback.on_train_end(trainer, None)  # the last step's checkpoint is named when training ends
+    assert [p.name for p in step_checkpoints(folder)] == ["step=00000012.ckpt", "step=00000008.ckpt"]
+    assert len(seen) == 3 and read_checkpoint(folder / "step=00000012.ckpt")["global_step"] == 12
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])

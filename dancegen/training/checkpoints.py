@@ -11,6 +11,7 @@ file systems; `AtomicCheckpointIO` writes beside the target and renames (`danceg
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import zipfile
@@ -37,18 +38,43 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class Checkpoints(L.Callback):
     """Every `every` optimiser steps, the training state to FOLDER/step=N.ckpt, keeping the newest `keep`.
-    Every rank calls `trainer.save_checkpoint` (Lightning writes from rank 0 only); rank 0 prunes."""
+    Every rank calls `trainer.save_checkpoint` (Lightning writes from rank 0 only); rank 0 prunes.
+
+    The state is taken when step N's batch ends, but Lightning logs that batch's metrics, and runs any
+    validation, after the hook. So the checkpoint is written under a temporary name and takes its own only
+    once the loggers have flushed, when the next batch starts or training ends: a checkpoint on disk means
+    everything logged before it is on disk too, and a resumed run (which drops what the killed run logged
+    after its checkpoint) continues the curve without a gap. A kill in between leaves only the temporary
+    file, which `newest_good` removes, and the run resumes from the checkpoint before."""
 
     def __init__(self, folder: Path, every: int, keep: int = KEEP):
-        self.folder, self.every, self.keep, self.saved = Path(folder), int(every), keep, None
+        self.folder, self.every, self.keep, self.saved, self.pending = Path(folder), int(every), keep, None, None
 
     def on_train_batch_end(self, trainer: L.Trainer, module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if step % self.every or step == self.saved:  # (several batches can end on one step: accumulation)
             return
         self.saved = step
-        trainer.save_checkpoint(self.folder / f"step={step:08d}.ckpt", weights_only=False)  # the whole state
+        self.pending = self.folder / f".step={step:08d}.ckpt.pending.tmp.ckpt"  # a name `newest_good` clears
+        trainer.save_checkpoint(self.pending, weights_only=False)  # the whole state
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
+        self._commit(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, module) -> None:
+        self._commit(trainer)
+
+    def on_exception(self, trainer: L.Trainer, module, exception: BaseException) -> None:
+        self._commit(trainer)  # (the pending state is whole; what was logged after it is flushed with it)
+
+    def _commit(self, trainer: L.Trainer) -> None:
+        if self.pending is None:
+            return
+        pending, self.pending = self.pending, None
+        for logger in trainer.loggers:
+            logger.save()  # (TensorBoard's writer otherwise flushes every two minutes)
         if trainer.is_global_zero:
+            os.replace(pending, self.folder / f"step={self.saved:08d}.ckpt")
             for old in step_checkpoints(self.folder)[self.keep:]:
                 old.unlink(missing_ok=True)
 
