@@ -11,9 +11,12 @@ A third gives, per test song, the generation's kinetic energies as a share of th
 A fourth compares the kinetic features (per 5-s window at 60 fps, as the benchmark computes
 them) of the reconstruction with the ground truth's: mean and spread over windows of the
 horizontal and vertical kinetic energy and of the energy expenditure, averaged over joints, over
-all test songs and without the songs whose style has no training song.
+all test songs and without the songs whose style has no training song. A fifth gives, per test
+song, the power of the root's vertical velocity (60 fps) in frequency bands, of the generation
+(seeds averaged) and of the reconstruction as a share of the ground truth's: where a ripple the
+decoder leaves in the root height shows (`height_sigma` smooths it; docs/benchmark.md).
 
-    .venv/bin/python benchmarks/tokenizer_ceiling.py [--model default] [--dataset KIND:PATH]
+    .venv/bin/python benchmarks/tokenizer_ceiling.py [--model default] [--dataset KIND:PATH] [--height-sigma S]
 """
 
 from __future__ import annotations
@@ -41,6 +44,27 @@ class Reconstruction(DanceModel):
         return self.model.reconstruct(self.queue.pop(0))
 
 
+class Recorded(DanceModel):
+    """The model itself, keeping every dance it generates, in the benchmark's order."""
+
+    def __init__(self, model):
+        self.model, self.fps, self.dances = model, model.fps, []
+
+    def generate(self, music, **kwargs):
+        self.dances.append(self.model.generate(music, **kwargs))
+        return self.dances[-1]
+
+
+BANDS = ((0, 1), (1, 2), (2, 4), (4, 8), (8, 30))  # Hz
+
+
+def root_vertical_power(motion) -> np.ndarray:
+    """Power of the root's vertical velocity at 60 fps in each of BANDS (periodogram sums)."""
+    v = np.diff(motion.resample(60.0).positions()[:, 0, 1]) * 60
+    power, freq = np.abs(np.fft.rfft(v)) ** 2, np.fft.rfftfreq(len(v), 1 / 60)
+    return np.array([power[(freq >= lo) & (freq < hi)].sum() / len(v) for lo, hi in BANDS])
+
+
 def kinetic_windows(motion, seconds: float = 5.0) -> np.ndarray:
     """(windows, 24, 3) kinetic features of consecutive windows, positions from each window's root x/z."""
     p = motion.resample(60.0).positions()
@@ -53,15 +77,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--dataset", default="dance-with-melody:../shared/data/dance_with_melody")
+    parser.add_argument("--height-sigma", type=float, help="smooth the root height by this instead of the model's "
+                        "`height_sigma` (0: as decoded)")
     args = parser.parse_args()
     model = load_model(args.model)
+    if args.height_sigma is not None:
+        model.height_sigma = args.height_sigma
     kind, path = parse_dataset(args.dataset)
     data = prepared_for(kind, path, default_cache_dir(), False)
     seeds = PROTOCOLS["default"].seeds
     dances = [data.motion(n) for n in data.split("test") for _ in seeds]  # the benchmark's order
     classifier = MotionStyleClassifier.bundled("dance_with_melody")
+    recorded = Recorded(model)
     result = run_benchmark(data, {"reconstruction": lambda train: Reconstruction(model, dances),
-                                  "generation": lambda train: model},
+                                  "generation": lambda train: recorded},
                            style_of=classifier.predict, known_styles=tuple(classifier.styles), progress=False)
     print(f"model {args.model}: the test split's dances through its codes, and its own dances\n")
     print(markdown_table(result.results))
@@ -90,6 +119,15 @@ def main() -> None:
         spread = (rebuilt.std(0) / truth.std(0)).mean(0)
         print(f"| {label} | {len(truth)} | " + " | ".join(f"{100 * m:.0f} % / {100 * s:.0f} %"
                                                           for m, s in zip(mean, spread)) + " |")
+    bands = " | ".join(f"{lo}-{hi} Hz" for lo, hi in BANDS)
+    print(f"\n| song | style | the root's vertical velocity, power ÷ ground truth's: generation, {bands} "
+          f"| reconstruction, {bands} |\n|---|---|" + "---|" * (2 * len(BANDS)))
+    for i, name in enumerate(songs):
+        truth = root_vertical_power(data.motion(name))
+        danced = np.mean([root_vertical_power(m) for m in recorded.dances[i * per:(i + 1) * per]], axis=0)
+        rebuilt = root_vertical_power(model.reconstruct(data.motion(name)))
+        print(f"| {name} | {data.sequences[name]['style']} | "
+              + " | ".join(f"{x:.2f}" for x in np.concatenate([danced / truth, rebuilt / truth])) + " |")
 
 
 if __name__ == "__main__":

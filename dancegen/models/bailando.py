@@ -116,6 +116,18 @@ def integrate(features: torch.Tensor, *, start_xz=(0.0, 0.0), start_heading: flo
     return root, torch.cat([pelvis[:, None], joints], dim=1)
 
 
+def gaussian_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(T, C) smoothed along time by a Gaussian of `sigma` frames: scipy's `gaussian_filter1d` with
+    mode="nearest" (edges repeated, the kernel cut at 4 σ), in torch, which generation has loaded
+    already (importing scipy.ndimage would add 0.3 s to a cold `dancegen generate`)."""
+    radius = int(4.0 * sigma + 0.5)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(x.dtype).expand(x.shape[1], 1, -1)
+    padded = F.pad(x.T[None], (radius, radius), mode="replicate")
+    return F.conv1d(padded, kernel, groups=x.shape[1])[0].T
+
+
 def continuation_start(rot6d: torch.Tensor) -> tuple[tuple[float, float], float]:
     """The root's x/z and heading at the last of rot6d frames (T, 3 + 6J): where a dance that goes on
     from them starts (`features_to_motion`'s `start`)."""
@@ -396,14 +408,14 @@ class BailandoModel(nn.Module, SavedModel):
                  temperature: float = 1.0, top_k: int | None = None, guidance: float = 1.0, max_repeat: int | None = 8,
                  style_prior: float | None = None, actor_critic: bool = False, ac_gamma: float = 0.9,
                  ac_supervised: float = 1.0, ac_off_beat: float = 0.3, ac_still: float = 1.0,
-                 smooth_sigma: float = 0.0, floor_radius: float | None = 4.0,
+                 smooth_sigma: float = 0.0, height_sigma: float = 0.0, floor_radius: float | None = 4.0,
                  skeleton_offsets: list | None = None, **unused: Any):
         super().__init__()
         self.keep_config(locals())
         self.fps, self.down, self.codes, self.context = float(fps), down, codes, context
         self.music_features, self.music_dims = tuple(music_features), tuple(music_dims)
         self.p_no_style, self.p_start, self.p_corrupt, self.use_style = p_no_style, p_start, p_corrupt, use_style
-        self.mirror, self.smooth_sigma = mirror, smooth_sigma
+        self.mirror, self.smooth_sigma, self.height_sigma = mirror, smooth_sigma, height_sigma
         self.music_columns = None if music_columns is None else list(music_columns)
         self.commitment, self.velocity_weight, self.vq_window = commitment, velocity_weight, vq_window
         self.root_weight = root_weight
@@ -736,13 +748,25 @@ class BailandoModel(nn.Module, SavedModel):
         """`motion` through the choreographic memory (codes, then decoded), at its own fps and length:
         what the GPT could at best reproduce of it."""
         up, low, rot6d = self.tokenize(motion)
-        x = self.decode(up, low)[:len(rot6d) - 1] * self.motion_std + self.motion_mean
+        x = self.decoded(up, low, len(rot6d) - 1)
         root, rotations = integrate(x, start_xz=tuple(rot6d[0, [0, 2]].tolist()),
                                     start_heading=float(heading(sixd_to_matrix(rot6d[0, 3:9]))), fps=self.fps)
         root = torch.cat([rot6d[:1, :3], root])  # the features describe frames 1…; frame 0 is the start
         rotations = torch.cat([sixd_to_matrix(rot6d[:1, 3:].unflatten(-1, (24, 6))), rotations])
         out = Motion(self.fps, self.skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
         return out.resample(motion.fps)[:motion.num_frames]
+
+    def decoded(self, up: torch.Tensor, low: torch.Tensor, frames: int) -> torch.Tensor:
+        """Codes (n,) -> the first `frames` un-normalised features (frames, 148), smoothed as configured:
+        `smooth_sigma` (frames) on every column, `height_sigma` on the root height alone: the decoder
+        leaves a ripple in the root height, above 2 Hz several times the real dances', which every
+        joint inherits as vertical motion (docs/benchmark.md, "Root height smoothing")."""
+        x = self.decode(up, low)[:frames] * self.motion_std + self.motion_mean
+        if self.smooth_sigma:
+            x = gaussian_smooth(x, self.smooth_sigma)
+        if self.height_sigma:
+            x[:, :1] = gaussian_smooth(x[:, :1], self.height_sigma)
+        return x
 
     @torch.inference_mode()
     def decode(self, up: torch.Tensor, low: torch.Tensor, chunk: int = 256, margin: int = 8) -> torch.Tensor:
@@ -791,11 +815,7 @@ class BailandoModel(nn.Module, SavedModel):
                                             max_repeat=self.max_repeat, progress=progress,
                                             bias=self.style_bias(sid, (self.style_prior or 0.0)
                                                                  if style_prior is None else style_prior))
-            x = self.decode(up, low)[:out_frames] * self.motion_std + self.motion_mean
-            if self.smooth_sigma:
-                from scipy.ndimage import gaussian_filter1d
-
-                x = torch.from_numpy(gaussian_filter1d(x.numpy(), self.smooth_sigma, axis=0, mode="nearest"))
+            x = self.decoded(up, low, out_frames)
             motion = features_to_motion(x, self.skeleton, self.fps, start=start, floor_radius=self.floor_radius)
         self.train(was_training)
         return self.at_music_rate(motion, music, length)
