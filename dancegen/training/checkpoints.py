@@ -55,8 +55,9 @@ class Checkpoints(L.Callback):
         if step % self.every or step == self.saved:  # (several batches can end on one step: accumulation)
             return
         self.saved = step
-        self.pending = self.folder / f".step={step:08d}.ckpt.pending.tmp.ckpt"  # a name `newest_good` clears
-        trainer.save_checkpoint(self.pending, weights_only=False)  # the whole state
+        pending = self.folder / f".step={step:08d}.ckpt.pending.tmp.ckpt"  # a name `newest_good` clears
+        trainer.save_checkpoint(pending, weights_only=False)  # the whole state
+        self.pending = pending  # (only once written: an exception while writing leaves nothing to name)
 
     def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
         self._commit(trainer)
