@@ -148,6 +148,30 @@ def test_recipes_match_the_published_call_sequence():
     np.testing.assert_allclose(ours["bailando438"], bailando, atol=1e-4)
 
 
+def test_librosa_beat_caches_its_kernels_and_tracks_the_same_beats(tmp_path):
+    """`librosa_beat` imports librosa.beat with numba caching the kernel librosa compiles uncached
+    (`__beat_local_score`): the beats equal a plain import's, and a second process loads the kernel
+    from the cache (its files are there)."""
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "if sys.argv[1] == 'plain':\n    import librosa.beat as beat\n"
+        "else:\n    from dancegen.audio.recipes import librosa_beat\n    beat = librosa_beat()\n"
+        "t = np.arange(8 * 22050) / 22050\n"
+        "y = (np.sin(2 * np.pi * 440 * t) * (np.mod(t, 0.5) < 0.05)).astype(np.float32)\n"
+        "_, b = beat.beat_track(y=y, sr=22050)\n"
+        "print(' '.join(map(str, b)))\n"
+    )
+    import numba
+
+    run = [subprocess.run([sys.executable, "-c", script, kind], capture_output=True, text=True, check=True)
+           .stdout.split() for kind in ("plain", "patched", "patched")]
+    assert run[0] == run[1] == run[2] and len(run[0]) >= 12
+    folder = Path(numba.config.CACHE_DIR or Path(librosa.__file__).parent / "__pycache__")
+    assert list(folder.rglob("*beat_local_score*.nbi")), f"the beat kernel was not cached in {folder}"
+
+
 @pytest.mark.parametrize("axis", [0, 1])
 def test_running_median_matches_scipy(axis):
     import scipy.ndimage

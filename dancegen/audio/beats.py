@@ -36,11 +36,11 @@ def _essentia(y: np.ndarray, sr: float) -> BeatTrack:
 
 
 def _librosa(y: np.ndarray, sr: float) -> BeatTrack:
-    import librosa
+    from .recipes import librosa_beat
 
     if sr != 22050:  # librosa's defaults (hop 512) are tuned at 22.05 kHz
         y = soxr.resample(y, sr, 22050, quality="HQ")
-    tempo, times = librosa.beat.beat_track(y=y, sr=22050, units="time")
+    tempo, times = librosa_beat().beat_track(y=y, sr=22050, units="time")
     return BeatTrack(np.asarray(times, dtype=np.float64), float(np.atleast_1d(tempo)[0]))
 
 

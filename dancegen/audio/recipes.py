@@ -23,6 +23,7 @@ ten times faster. `tests/test_audio.py` checks both recipes against the referenc
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,6 +33,30 @@ import librosa
 import numpy as np
 
 HOP_LENGTH = 512
+
+
+def librosa_beat():
+    """`librosa.beat`, imported with every numba kernel it compiles cached on disk.
+
+    librosa 0.11 compiles its beat tracker's `__beat_local_score` with `cache=False` (its other kernels
+    are cached), so every new process spent about 2 s compiling it on import, on the critical path of a
+    cold `dancegen generate`. While librosa.beat is first imported, numba's `guvectorize` is wrapped
+    to cache what it compiles; the kernel is the same, and the beats too (tested). `warm_up` compiles it
+    once in a single process, as for librosa's other cached kernels."""
+    if "librosa.beat" not in sys.modules:
+        import numba
+
+        original = numba.guvectorize
+
+        def guvectorize(*args, **kwargs):
+            return original(*args, **{**kwargs, "cache": True})
+
+        numba.guvectorize = guvectorize
+        try:
+            import librosa.beat  # noqa: F401
+        finally:
+            numba.guvectorize = original
+    return sys.modules["librosa.beat"]
 
 
 def sample_rate_for(fps: float) -> float:
@@ -136,7 +161,7 @@ def _fact35(a: Analysis) -> np.ndarray:
     peaks = librosa.onset.onset_detect(onset_envelope=env, sr=a.sr, hop_length=HOP_LENGTH)
     # EDGE seeds the beat tracker with the AIST tempo from the file name, else librosa's tempo estimate.
     start_bpm = float(librosa.feature.tempo(onset_envelope=env, sr=a.sr, hop_length=HOP_LENGTH)[0])
-    _, beats = librosa.beat.beat_track(
+    _, beats = librosa_beat().beat_track(
         onset_envelope=env, sr=a.sr, hop_length=HOP_LENGTH, start_bpm=start_bpm, tightness=100
     )
     n = len(env)
@@ -152,7 +177,7 @@ def _bailando438(a: Analysis) -> np.ndarray:
     chroma = librosa.feature.chroma_cqt(y=harmonic, sr=a.sr, hop_length=HOP_LENGTH, n_octaves=_cqt_octaves(a.sr))
     env = a.percussive_onset_envelope
     tempogram = librosa.feature.tempogram(onset_envelope=env, sr=a.sr, hop_length=HOP_LENGTH, win_length=384)
-    _, beats = librosa.beat.beat_track(onset_envelope=env, sr=a.sr, hop_length=HOP_LENGTH)
+    _, beats = librosa_beat().beat_track(onset_envelope=env, sr=a.sr, hop_length=HOP_LENGTH)
     n = len(env)
     return np.concatenate([mfcc.T, delta.T, chroma.T, env[:, None], _one_hot(beats, n)[:, None], tempogram.T], axis=1)
 
