@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import imageio_ffmpeg
 import librosa
 import mir_eval
+import numba
 import numpy as np
 import pytest
 import soundfile as sf
@@ -152,8 +154,6 @@ def test_librosa_beat_caches_its_kernels_and_tracks_the_same_beats(tmp_path):
     """`librosa_beat` imports librosa.beat with numba caching the kernel librosa compiles uncached
     (`__beat_local_score`): the beats equal a plain import's, and a second process loads the kernel
     from the cache (its files are there)."""
-    import sys
-
     script = (
         "import sys, numpy as np\n"
         "if sys.argv[1] == 'plain':\n    import librosa.beat as beat\n"
@@ -163,10 +163,9 @@ def test_librosa_beat_caches_its_kernels_and_tracks_the_same_beats(tmp_path):
         "_, b = beat.beat_track(y=y, sr=22050)\n"
         "print(' '.join(map(str, b)))\n"
     )
-    import numba
-
-    run = [subprocess.run([sys.executable, "-c", script, kind], capture_output=True, text=True, check=True)
-           .stdout.split() for kind in ("plain", "patched", "patched")]
+    run = [subprocess.run([sys.executable, "-c", script, kind], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1]).stdout.split()
+           for kind in ("plain", "patched", "patched")]
     assert run[0] == run[1] == run[2] and len(run[0]) >= 12
     folder = Path(numba.config.CACHE_DIR or Path(librosa.__file__).parent / "__pycache__")
     assert list(folder.rglob("*beat_local_score*.nbi")), f"the beat kernel was not cached in {folder}"

@@ -23,6 +23,7 @@ ten times faster. `tests/test_audio.py` checks both recipes against the referenc
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from dataclasses import dataclass
@@ -43,20 +44,20 @@ def librosa_beat():
     cold `dancegen generate`. While librosa.beat is first imported, numba's `guvectorize` is wrapped
     to cache what it compiles; the kernel is the same, and the beats too (tested). `warm_up` compiles it
     once in a single process, as for librosa's other cached kernels."""
-    if "librosa.beat" not in sys.modules:
-        import numba
+    if "librosa.beat" in sys.modules:
+        return sys.modules["librosa.beat"]
+    import numba
 
-        original = numba.guvectorize
+    original = numba.guvectorize
 
-        def guvectorize(*args, **kwargs):
-            return original(*args, **{**kwargs, "cache": True})
+    def guvectorize(*args, **kwargs):
+        return original(*args, **{**kwargs, "cache": True})
 
-        numba.guvectorize = guvectorize
-        try:
-            import librosa.beat  # noqa: F401
-        finally:
-            numba.guvectorize = original
-    return sys.modules["librosa.beat"]
+    numba.guvectorize = guvectorize
+    try:
+        return importlib.import_module("librosa.beat")
+    finally:
+        numba.guvectorize = original
 
 
 def sample_rate_for(fps: float) -> float:
