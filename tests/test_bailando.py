@@ -319,3 +319,41 @@ def test_the_beat_reward_of_decoded_codes():
     beats[:, ::8] = 1
     reward = model.beat_reward(up, low, beats)
     assert reward.shape == (2, 8) and torch.isfinite(reward).all()
+
+
+def test_motion_only_data_joins_the_vqvae_stage_and_the_style_counts(tmp_path: Path, synthetic):
+    """`data.extra` (dances without music): the VQ-VAE stage trains on their windows too, the GPT stages
+    on the paired windows alone (they need the music), and the style prior counts their codes."""
+    from dancegen.data import PreparedDataset, WindowDataset
+    from dancegen.data.prepare import prepare
+    from dancegen.training.lightning import WindowDataModule
+
+    prepare("synthetic", synthetic, tmp_path / "paired", recipes=("fact35",), jobs=1, progress=False)
+    prepare("synthetic", synthetic, tmp_path / "motion", recipes=(), jobs=1, progress=False)
+    paired, extra = PreparedDataset(tmp_path / "paired"), PreparedDataset(tmp_path / "motion")
+    model = BailandoModel.for_data(paired, **{**TINY, "context": 4, "style_prior": 1.0})
+    inputs, outputs = model.windows()
+    datamodule = model.with_extra_data(WindowDataModule(paired.root, inputs, outputs, batch_size=2, train_stride=4),
+                                       [extra])
+    sizes = {}
+    for stage in ("vqvae", "gpt"):
+        model.set_stage(stage)
+        datamodule.setup("fit")
+        sizes[stage] = len(datamodule.train_set)
+        sample = datamodule.train_set[sizes[stage] - 1]  # the last window: motion-only in the vqvae stage
+        assert sample["outputs"]["rot6d"].shape == (4 * (4 + 1) + 1, 147)
+        assert sample["inputs"]["fact35"].shape == (4 * (4 + 1), 35)
+    extra_windows = sum(len(WindowDataset(extra.root, s, {}, outputs, stride=4)) for s in ("train", "val", "test"))
+    assert sizes["gpt"] > 0 and extra_windows > sizes["gpt"] and sizes["vqvae"] == sizes["gpt"] + extra_windows
+    model.set_stage("vqvae")
+    datamodule.setup("fit")
+    assert not datamodule.train_set[len(datamodule.train_set) - 1]["inputs"]["fact35"].any()  # no music: zeros
+
+    model.count_style_codes(paired)
+    steps = sum(len(model.tokenize(d.motion(n))[0]) for d, names in ((paired, paired.split("train")),
+                                                                  (extra, extra.split("train") + extra.split("val")
+                                                                   + extra.split("test"))) for n in names)
+    assert model.style_codes[:, 0].sum() == steps == model.style_codes[:, 1].sum()
+    del model.extra_data
+    model.count_style_codes(paired)
+    assert model.style_codes[:, 0].sum() < steps

@@ -27,6 +27,10 @@ and the GPT follows the advantage (REINFORCE with a learnt baseline), while a cr
 the real codes keeps it near the dances it learnt (`ac_supervised`). The music is the training
 split's only (Bailando fine-tuned on the test music; we do not).
 
+Dances without music (a training config's `data.extra`, e.g. Dance with Melody's motion-only
+sequences) join the `vqvae` stage's windows and the style prior's code counts; the GPT stages,
+which need the music, train on the paired split alone.
+
 Written by hand: no maintained library implements this model; the transformer, convolution and
 rotation pieces are torch's and roma's.
 """
@@ -34,6 +38,7 @@ rotation pieces are torch's and roma's.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -463,6 +468,28 @@ class BailandoModel(nn.Module, SavedModel):
             for block in self.gpt.blocks:
                 block.dropout = 0.0
 
+    def with_extra_data(self, datamodule, extra: list) -> Any:
+        """`dancegen train`'s data module with the windows of `extra` prepared datasets (motion only, all
+        their splits) added to the `vqvae` stage's training set; their dances also count in
+        `count_style_codes`."""
+        from torch.utils.data import ConcatDataset
+
+        from ..training.lightning import MotionOnlyWindows
+
+        self.extra_data = [Path(d.root) for d in extra]
+        setup, (music, outputs) = datamodule.setup, self.windows()
+        music = {f: (music[f][0], d) for f, d in zip(self.music_features, self.music_dims)}
+
+        def setup_with_extra(stage: str | None = None) -> None:
+            setup(stage)
+            if self.stage == "vqvae":
+                datamodule.train_set = ConcatDataset(
+                    [datamodule.train_set] + [MotionOnlyWindows(d.root, split, music, outputs, datamodule.train_stride)
+                                              for d in extra for split in ("train", "val", "test") if d.split(split)])
+
+        datamodule.setup = setup_with_extra
+        return datamodule
+
     def after_stage(self, stage: str, data) -> None:
         """Called by `dancegen train` after each stage: once the codebooks are learnt, count the codes."""
         if stage == "vqvae" and self.style_prior is not None:
@@ -487,11 +514,17 @@ class BailandoModel(nn.Module, SavedModel):
 
     @torch.inference_mode()
     def count_style_codes(self, data) -> None:
-        """`style_codes`: how often the training split's dances of each style use each upper and lower code."""
+        """`style_codes`: how often the training split's dances (and every dance of `extra_data`, the
+        motion-only datasets `with_extra_data` was given) of each style use each upper and lower code."""
+        from ..data import PreparedDataset
+
         self.style_codes.zero_()
-        for name in data.split("train"):
-            up, low, _ = self.tokenize(data.motion(name))
-            s = style_id(data.sequences[name].get("style"))
+        extra = [PreparedDataset(root) for root in getattr(self, "extra_data", ())]
+        dances = [(data, n) for n in data.split("train")] + [(d, n) for d in extra for split in ("train", "val", "test")
+                                                              for n in d.split(split)]
+        for source, name in dances:
+            up, low, _ = self.tokenize(source.motion(name))
+            s = style_id(source.sequences[name].get("style"))
             self.style_codes[s, 0] += torch.bincount(up, minlength=self.codes).to(self.style_codes)
             self.style_codes[s, 1] += torch.bincount(low, minlength=self.codes).to(self.style_codes)
 

@@ -421,13 +421,17 @@ class MaskedMotionModel(nn.Module, SavedModel):
         them (`use_extra`: pre-training)."""
         from torch.utils.data import ConcatDataset
 
+        from ..training.lightning import MotionOnlyWindows
+
         setup = datamodule.setup
+        music = {f: (self.window, d) for f, d in zip(self.music_features, self.music_dims)}
 
         def setup_with_extra(stage: str | None = None) -> None:
             setup(stage)
-            sets = [Flagged(datamodule.train_set)]
+            sets = [Flagged(datamodule.train_set, True)]
             if self.use_extra:
-                sets += [MotionOnlyWindows(d.root, split, self, datamodule.train_stride)
+                sets += [Flagged(MotionOnlyWindows(d.root, split, music, {"rot6d": (self.window, 0)},
+                                                   datamodule.train_stride), False)
                          for d in extra for split in ("train", "val", "test") if d.split(split)]
             datamodule.train_set = ConcatDataset(sets)
 
@@ -436,31 +440,13 @@ class MaskedMotionModel(nn.Module, SavedModel):
 
 
 class Flagged(torch.utils.data.Dataset):
-    """Samples of a paired window dataset, marked as having music."""
+    """Samples of a window dataset, marked as having music (`has_music`) or not."""
 
-    def __init__(self, windows):
-        self.windows = windows
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, i: int) -> dict:
-        return {**self.windows[i], "has_music": True}
-
-
-class MotionOnlyWindows(torch.utils.data.Dataset):
-    """Motion windows of a prepared dataset split, with zero music marked absent (`has_music` False)."""
-
-    def __init__(self, root, split: str, model: MaskedMotionModel, stride: int):
-        from ..data import WindowDataset
-
-        self.windows = WindowDataset(root, split, {}, {"rot6d": (model.window, 0)}, stride=stride, normalise=False)
-        self.styles = {n: s.get("style") or "" for n, s in self.windows.data.sequences.items()}
-        self.music = {f: torch.zeros(model.window, d) for f, d in zip(model.music_features, model.music_dims)}
+    def __init__(self, windows, has_music: bool):
+        self.windows, self.has_music = windows, has_music
 
     def __len__(self) -> int:
         return len(self.windows)
 
     def __getitem__(self, i: int) -> dict:
-        return {"inputs": dict(self.music), "outputs": self.windows[i]["outputs"],
-                "style": self.styles[self.windows.index[i][0]], "has_music": False}
+        return {**self.windows[i], "has_music": self.has_music}

@@ -40,6 +40,24 @@ class StyledWindows(Dataset):
         return {**self.windows[i], "style": self.styles[self.windows.index[i][0]]}
 
 
+class MotionOnlyWindows(Dataset):
+    """Windows of a prepared split that has motion but no song, shaped like `StyledWindows` samples: each
+    music input of `music` ({feature: (frames, dim)}) is zeros, for a stage that does not read it (or
+    that a family tells apart, like masked's `has_music`)."""
+
+    def __init__(self, root: Path, split: str, music: dict, outputs: dict, stride: int):
+        self.windows = WindowDataset(root, split, {}, outputs, stride=stride, normalise=False)
+        self.styles = {n: s.get("style") or "" for n, s in self.windows.data.sequences.items()}
+        self.music = {f: torch.zeros(frames, dim) for f, (frames, dim) in music.items()}
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"inputs": dict(self.music), "outputs": self.windows[i]["outputs"],
+                "style": self.styles[self.windows.index[i][0]]}
+
+
 class EpochSampler(DistributedSampler):
     """`DistributedSampler` (one shuffle per epoch from the seed, dealt out to the ranks) that can start
     its next epoch `skip` windows in: where a resumed run left off."""
