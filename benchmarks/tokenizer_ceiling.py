@@ -16,7 +16,8 @@ song, the power of the root's vertical velocity (60 fps) in frequency bands, of 
 (seeds averaged) and of the reconstruction as a share of the ground truth's: where a ripple the
 decoder leaves in the root height shows (`height_sigma` smooths it; docs/benchmark.md).
 
-    .venv/bin/python benchmarks/tokenizer_ceiling.py [--model default] [--dataset KIND:PATH] [--height-sigma S]
+    .venv/bin/python benchmarks/tokenizer_ceiling.py [--model default] [--dataset KIND:PATH] [--split test|val]
+        [--height-sigma S]
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--dataset", default="dance-with-melody:../shared/data/dance_with_melody")
+    parser.add_argument("--split", default="test", choices=("test", "val"),
+                        help="the split whose dances are rebuilt and danced (val: for choices made on it)")
     parser.add_argument("--height-sigma", type=float, help="smooth the root height by this instead of the model's "
                         "`height_sigma` (0: as decoded)")
     args = parser.parse_args()
@@ -86,15 +89,16 @@ def main() -> None:
     kind, path = parse_dataset(args.dataset)
     data = prepared_for(kind, path, default_cache_dir(), False)
     seeds = PROTOCOLS["default"].seeds
-    truth_of = {n: data.motion(n) for n in data.split("test")}
+    truth_of = {n: data.motion(n) for n in data.split(args.split)}
     rebuilt_of = {n: model.reconstruct(m) for n, m in truth_of.items()}  # once per song, for every table
-    played = [rebuilt_of[n] for n in data.split("test") for _ in seeds]  # the benchmark's order
+    played = [rebuilt_of[n] for n in data.split(args.split) for _ in seeds]  # the benchmark's order
     classifier = MotionStyleClassifier.bundled("dance_with_melody")
     recorded = Recorded(model)
     result = run_benchmark(data, {"reconstruction": lambda train: Played(played),
                                   "generation": lambda train: recorded},
-                           style_of=classifier.predict, known_styles=tuple(classifier.styles), progress=False)
-    print(f"model {args.model}: the test split's dances through its codes, and its own dances\n")
+                           split=args.split, style_of=classifier.predict, known_styles=tuple(classifier.styles),
+                           progress=False)
+    print(f"model {args.model}: the {args.split} split's dances through its codes, and its own dances\n")
     print(markdown_table(result.results))
     trained = {data.sequences[n]["style"] for n in data.split("train")}
     songs = [s.name for s in result.songs]
@@ -111,9 +115,9 @@ def main() -> None:
         danced = np.concatenate([s.kinetic for s in result.scores["generation"][i * per:(i + 1) * per]])
         ratio = (danced.reshape(-1, 24, 3).mean(0) / truth).mean(0)
         print(f"| {name} | {data.sequences[name]['style']} | " + " | ".join(f"{100 * r:.0f} %" for r in ratio) + " |")
-    print("\n| test songs | windows | horizontal energy mean / spread | vertical | expenditure |\n|---|---|---|---|---|")
-    for label, names in (("all", data.split("test")),
-                         ("styles with training songs", [n for n in data.split("test")
+    print(f"\n| {args.split} songs | windows | horizontal energy mean / spread | vertical | expenditure |\n|---|---|---|---|---|")
+    for label, names in (("all", data.split(args.split)),
+                         ("styles with training songs", [n for n in data.split(args.split)
                                                          if data.sequences[n]["style"] in trained])):
         truth = np.concatenate([kinetic_windows(truth_of[n]) for n in names])
         rebuilt = np.concatenate([kinetic_windows(rebuilt_of[n]) for n in names])
