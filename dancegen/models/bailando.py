@@ -477,8 +477,8 @@ class BailandoModel(nn.Module, SavedModel):
         from ..training.lightning import MotionOnlyWindows
 
         self.extra_data = [Path(d.root) for d in extra]
-        setup, (music, outputs) = datamodule.setup, self.windows()
-        music = {f: (music[f][0], d) for f, d in zip(self.music_features, self.music_dims)}
+        setup, (inputs, outputs) = datamodule.setup, self.windows()
+        music = {f: (inputs[f][0], d) for f, d in zip(self.music_features, self.music_dims)}  # zeros of these shapes
 
         def setup_with_extra(stage: str | None = None) -> None:
             setup(stage)
