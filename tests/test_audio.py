@@ -171,6 +171,40 @@ def test_librosa_beat_caches_its_kernels_and_tracks_the_same_beats(tmp_path):
     assert list(folder.rglob("*beat_local_score*.nbi")), f"the beat kernel was not cached in {folder}"
 
 
+def test_librosa_imports_ahead_while_decoding_give_the_same_features_and_fork_safely(tmp_path):
+    """A cold process imports librosa's modules in a thread while it decodes (`import_ahead`): the
+    features equal those of a process that imported everything first, a fork made while the thread
+    imports waits for it (the forked child computes too), and the thread starts once per process."""
+    sr = 22050
+    t = np.arange(6 * sr) / sr
+    sf.write(tmp_path / "clicks.wav", (0.5 * np.sin(2 * np.pi * 440 * t) * (np.mod(t, 0.5) < 0.05)), sr)
+    script = (
+        "import multiprocessing, sys, numpy as np\n"
+        "from dancegen.audio import features_many, recipes\n"
+        "if sys.argv[2] == 'first':\n    recipes._import_librosa()\n"
+        "def run(_=None):\n"
+        "    f = features_many(sys.argv[1], ['fact35', 'bailando438'], 25.0, cache=False)\n"
+        "    return np.concatenate([f['fact35'].ravel(), f['bailando438'].ravel()])\n"
+        "if sys.argv[2] == 'fork':\n"
+        "    recipes.import_ahead()\n"
+        "    with multiprocessing.get_context('fork').Pool(1) as pool:\n"
+        "        assert not recipes._imports_ahead.is_alive(), 'forked while importing'\n"
+        "        x = pool.apply_async(run).get(timeout=300)\n"
+        "else:\n    x = run()\n"
+        "thread = recipes._imports_ahead\n"
+        "recipes.import_ahead()\n"
+        "assert recipes._imports_ahead is thread and not thread.is_alive() and 'librosa.beat' in sys.modules\n"
+        "np.save(sys.argv[3], x)\n"
+    )
+    for kind in ("first", "cold", "fork"):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / "clicks.wav"), kind, str(tmp_path / f"{kind}.npy")],
+                       check=True, cwd=Path(__file__).resolve().parents[1], timeout=600)
+    first = np.load(tmp_path / "first.npy")
+    assert first.size > 1000 and np.isfinite(first).all()
+    np.testing.assert_array_equal(np.load(tmp_path / "cold.npy"), first)
+    np.testing.assert_array_equal(np.load(tmp_path / "fork.npy"), first)
+
+
 @pytest.mark.parametrize("axis", [0, 1])
 def test_running_median_matches_scipy(axis):
     import scipy.ndimage

@@ -26,7 +26,7 @@ from ..errors import UserError, require_file
 from ..io import file_digest as file_hash  # SHA-1 of the bytes: a renamed or moved song still hits
 from ..io import save_npy
 from .decode import MAX_DURATION, SILENCE_PEAK, load, probe
-from .recipes import HOP_LENGTH, Analysis, Recipe, get_recipe, sample_rate_for
+from .recipes import HOP_LENGTH, Analysis, Recipe, get_recipe, import_ahead, sample_rate_for
 
 CONTEXT_SECONDS = 8.0
 
@@ -142,6 +142,7 @@ def _compute_range(
     span = None if num_frames is None else (before + num_frames + ctx) / fps
     if span is not None and math.isfinite(total):
         span = min(span, total - offset)
+    import_ahead()  # librosa's modules load while the song decodes
     y = load(path, sr, offset=offset, duration=span, max_duration=max_duration, allow_silent=True)
     if float(np.max(np.abs(y))) < SILENCE_PEAK:
         # A silent stretch of a song is fine (its features are those of silence); a silent song is not.

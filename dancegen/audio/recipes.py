@@ -24,7 +24,9 @@ ten times faster. `tests/test_audio.py` checks both recipes against the referenc
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -34,6 +36,36 @@ import librosa
 import numpy as np
 
 HOP_LENGTH = 512
+# what the recipes and the beat tracker call: librosa loads each on first use (2-3 s of imports on two cores)
+LIBROSA_MODULES = ("librosa.core", "librosa.feature.spectral", "librosa.feature.rhythm", "librosa.onset")
+_imports_ahead: threading.Thread | None = None
+
+
+def import_ahead() -> None:
+    """Start importing the librosa modules the recipes call (`LIBROSA_MODULES`, and librosa.beat through
+    `librosa_beat`) in a background thread, once per process. A caller that decodes a song next overlaps
+    the two, since libsndfile and soxr decode without holding the GIL: a cold 206-s song's features
+    took about a second less. Python's import locks make a module used meanwhile wait for its import;
+    `librosa_beat`, which checks sys.modules (where a module appears before it is whole), waits for
+    the thread, and so does a fork (a child must not inherit import locks held by a thread it lacks)."""
+    global _imports_ahead
+    if _imports_ahead is None:
+        _imports_ahead = threading.Thread(target=_import_librosa, name="librosa imports", daemon=True)
+        _imports_ahead.start()
+
+
+def _import_librosa() -> None:
+    librosa_beat()
+    for name in LIBROSA_MODULES:
+        importlib.import_module(name)
+
+
+def _wait_for_imports_ahead() -> None:
+    if _imports_ahead is not None and _imports_ahead is not threading.current_thread():
+        _imports_ahead.join()
+
+
+os.register_at_fork(before=_wait_for_imports_ahead)
 
 
 def librosa_beat():
@@ -44,6 +76,7 @@ def librosa_beat():
     cold `dancegen generate`. While librosa.beat is first imported, numba's `guvectorize` is wrapped
     to cache what it compiles; the kernel is the same, and the beats too (tested). `warm_up` compiles it
     once in a single process, as for librosa's other cached kernels."""
+    _wait_for_imports_ahead()
     if "librosa.beat" in sys.modules:
         return sys.modules["librosa.beat"]
     import numba
