@@ -2,8 +2,8 @@
 the validation split, so that the test split is not what picks them).
 
 Each SETTING is a JSON object of `generate` controls (e.g. {"style_prior": 0.5}, {"top_k": 20},
-{"temperature": 0.9}) or of config values read at sampling time (smooth_sigma, max_repeat,
-floor_radius); {} is the model as saved. Besides the benchmark's table it prints FID_k and Div_k
+{"min_p": 0.05}, {"temperature": 0.9}) or of config values read at sampling time (smooth_sigma,
+max_repeat, floor_radius); {} is the model as saved. Besides the benchmark's table it prints FID_k and Div_k
 over the songs whose style some training song has (Dance with Melody's test tango has none).
 
     .venv/bin/python benchmarks/sampling_settings.py [--model default] [--split val] [--seeds 3,4,5] SETTING ...

@@ -357,3 +357,13 @@ def test_motion_only_data_joins_the_vqvae_stage_and_the_style_counts(tmp_path: P
     del model.extra_data
     model.count_style_codes(paired)
     assert model.style_codes[:, 0].sum() < steps
+
+
+def test_min_p_leaves_out_the_codes_far_less_likely_than_the_likeliest():
+    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log().expand(4000, -1)
+    g = torch.Generator().manual_seed(0)
+    kept = set(BailandoModel._sample(logits, g, 1.0, None, min_p=0.5).tolist())  # p ≥ 0.25 only
+    assert kept == {0, 1}
+    assert set(BailandoModel._sample(logits, g, 1.0, None).tolist()) == {0, 1, 2, 3}
+    hot = BailandoModel._sample(logits, g, 3.0, None, min_p=0.5)  # the temperature comes after the cut
+    assert set(hot.tolist()) == {0, 1} and (hot == 1).float().mean() > 0.4

@@ -410,7 +410,8 @@ class BailandoModel(nn.Module, SavedModel):
                  use_style: bool = True, commitment: float = 0.1, vq_window: int = 64, velocity_weight: float = 1.0,
                  root_weight: float = 1.0,
                  acceleration_weight: float = 0.0, upsample: str = "nearest",
-                 temperature: float = 1.0, top_k: int | None = None, guidance: float = 1.0, max_repeat: int | None = 8,
+                 temperature: float = 1.0, top_k: int | None = None, min_p: float = 0.0, guidance: float = 1.0,
+                 max_repeat: int | None = 8,
                  style_prior: float | None = None, actor_critic: bool = False, ac_gamma: float = 0.9,
                  ac_supervised: float = 1.0, ac_off_beat: float = 0.3, ac_still: float = 1.0,
                  smooth_sigma: float = 0.0, height_sigma: float = 0.0, floor_radius: float | None = 4.0,
@@ -426,6 +427,7 @@ class BailandoModel(nn.Module, SavedModel):
         self.root_weight = root_weight
         self.acceleration_weight = acceleration_weight
         self.temperature, self.top_k, self.guidance, self.floor_radius = temperature, top_k, guidance, floor_radius
+        self.min_p = min_p
         self.max_repeat, self.style_prior = max_repeat, style_prior
         if style_prior is not None:  # how often each style's training dances use each code (`count_style_codes`)
             self.register_buffer("style_codes", torch.zeros(len(STYLES) + 1, 2, codes))
@@ -695,8 +697,12 @@ class BailandoModel(nn.Module, SavedModel):
 
     # ---- generation ----------------------------------------------------------------------------
 
-    def _sample(self, logits: torch.Tensor, generator: torch.Generator, temperature: float,
-                top_k: int | None) -> torch.Tensor:
+    @staticmethod
+    def _sample(logits: torch.Tensor, generator: torch.Generator, temperature: float,
+                top_k: int | None, min_p: float = 0.0) -> torch.Tensor:
+        if min_p:  # codes less likely than min_p × the likeliest one's probability are out (before the temperature)
+            p = logits.softmax(-1)
+            logits = logits.masked_fill(p < min_p * p.amax(-1, keepdim=True), -math.inf)
         logits = logits / max(temperature, 1e-4)
         if top_k:
             kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
@@ -715,7 +721,7 @@ class BailandoModel(nn.Module, SavedModel):
     @torch.inference_mode()
     def sample_codes(self, music_steps: torch.Tensor, style: int, generator: torch.Generator, *,
                      prefix: tuple[torch.Tensor, torch.Tensor] | None = None, temperature: float = 1.0,
-                     top_k: int | None = None, guidance: float = 1.0, max_repeat: int | None = None,
+                     top_k: int | None = None, min_p: float = 0.0, guidance: float = 1.0, max_repeat: int | None = None,
                      bias: torch.Tensor | None = None, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Upper and lower codes (n,) for music steps (n, d), after the codes `prefix` when given.
 
@@ -752,12 +758,13 @@ class BailandoModel(nn.Module, SavedModel):
             up_logits = guided(stepper.up_logits(h))
             if bias is not None:
                 up_logits = up_logits + bias[0]
-            up = self._sample(self._no_long_run(up_logits, up_run, max_repeat), generator, temperature, top_k).expand(b)
+            up = self._sample(self._no_long_run(up_logits, up_run, max_repeat), generator, temperature, top_k,
+                              min_p).expand(b)
             low_logits = guided(stepper.down_logits(h, up))
             if bias is not None:
                 low_logits = low_logits + bias[1]
             low = self._sample(self._no_long_run(low_logits, low_run, max_repeat), generator, temperature,
-                               top_k).expand(b)
+                               top_k, min_p).expand(b)
             up_run = (int(up[0]), up_run[1] + 1 if int(up[0]) == up_run[0] else 1)
             low_run = (int(low[0]), low_run[1] + 1 if int(low[0]) == low_run[0] else 1)
             up_out.append(up[:1])
@@ -813,11 +820,12 @@ class BailandoModel(nn.Module, SavedModel):
 
     def generate(self, music: Music, *, seed_motion: Motion | None = None, length: int | None = None,
                  seed: int = 0, style: str | None = None, temperature: float | None = None,
-                 top_k: int | None = None, guidance: float | None = None, style_prior: float | None = None,
-                 progress: bool = False, **controls: Any) -> Motion:
+                 top_k: int | None = None, min_p: float | None = None, guidance: float | None = None,
+                 style_prior: float | None = None, progress: bool = False, **controls: Any) -> Motion:
         """A dance for `music`. `style`: one of STYLES (by default `music.style`); any other value lets
-        the GPT follow the music alone. `temperature` and `top_k` (defaults from the config) trade
-        fidelity for variety; `guidance` (> 1) pushes the dance towards the style through the GPT's
+        the GPT follow the music alone. `temperature`, `top_k` and `min_p` (defaults from the config)
+        trade fidelity for variety (`min_p`: no code less likely than that share of the likeliest one's
+        probability, before the temperature); `guidance` (> 1) pushes the dance towards the style through the GPT's
         style input, `style_prior` (> 0) through the codes that style's training dances use
         (`style_bias`)."""
         length, out_frames, feats = self.music_input(music, length)
@@ -844,6 +852,7 @@ class BailandoModel(nn.Module, SavedModel):
                                             torch.Generator().manual_seed(int(seed)), prefix=prefix,
                                             temperature=self.temperature if temperature is None else temperature,
                                             top_k=self.top_k if top_k is None else top_k,
+                                            min_p=self.min_p if min_p is None else min_p,
                                             guidance=self.guidance if guidance is None else guidance,
                                             max_repeat=self.max_repeat, progress=progress,
                                             bias=self.style_bias(sid, (self.style_prior or 0.0)
