@@ -115,7 +115,8 @@ def main() -> None:
         danced = np.concatenate([s.kinetic for s in result.scores["generation"][i * per:(i + 1) * per]])
         ratio = (danced.reshape(-1, 24, 3).mean(0) / truth).mean(0)
         print(f"| {name} | {data.sequences[name]['style']} | " + " | ".join(f"{100 * r:.0f} %" for r in ratio) + " |")
-    print(f"\n| {args.split} songs | windows | horizontal energy mean / spread | vertical | expenditure |\n|---|---|---|---|---|")
+    print(f"\n| {args.split} songs | windows | horizontal energy mean / spread | vertical | expenditure |"
+          "\n|---|---|---|---|---|")
     for label, names in (("all", data.split(args.split)),
                          ("styles with training songs", [n for n in data.split(args.split)
                                                          if data.sequences[n]["style"] in trained])):

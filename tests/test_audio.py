@@ -196,9 +196,10 @@ def test_librosa_imports_ahead_while_decoding_give_the_same_features_and_fork_sa
         "assert recipes._imports_ahead is thread and not thread.is_alive() and 'librosa.beat' in sys.modules\n"
         "np.save(sys.argv[3], x)\n"
     )
+    repository = Path(__file__).resolve().parents[1]
     for kind in ("first", "cold", "fork"):
-        subprocess.run([sys.executable, "-c", script, str(tmp_path / "clicks.wav"), kind, str(tmp_path / f"{kind}.npy")],
-                       check=True, cwd=Path(__file__).resolve().parents[1], timeout=600)
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / "clicks.wav"), kind,
+                        str(tmp_path / f"{kind}.npy")], check=True, cwd=repository, timeout=600)
     first = np.load(tmp_path / "first.npy")
     assert first.size > 1000 and np.isfinite(first).all()
     np.testing.assert_array_equal(np.load(tmp_path / "cold.npy"), first)

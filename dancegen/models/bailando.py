@@ -825,9 +825,9 @@ class BailandoModel(nn.Module, SavedModel):
         """A dance for `music`. `style`: one of STYLES (by default `music.style`); any other value lets
         the GPT follow the music alone. `temperature`, `top_k` and `min_p` (defaults from the config)
         trade fidelity for variety (`min_p`: no code less likely than that share of the likeliest one's
-        probability, before the temperature); `guidance` (> 1) pushes the dance towards the style through the GPT's
-        style input, `style_prior` (> 0) through the codes that style's training dances use
-        (`style_bias`)."""
+        probability, before the temperature); `guidance` (> 1) pushes the dance towards the style
+        through the GPT's style input, `style_prior` (> 0) through the codes that style's training
+        dances use (`style_bias`)."""
         length, out_frames, feats = self.music_input(music, length)
         n = -(-out_frames // self.down)  # code steps
         feats = self.normalise_music(torch.from_numpy(feats[:n * self.down]))
