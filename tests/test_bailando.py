@@ -358,6 +358,18 @@ def test_motion_only_data_joins_the_vqvae_stage_and_the_style_counts(tmp_path: P
     model.count_style_codes(paired)
     assert model.style_codes[:, 0].sum() < steps
 
+    prior_only = BailandoModel.for_data(paired, **{**TINY, "context": 4, "style_prior": 1.0,
+                                                   "motion_only_uses": ["style_prior"]})
+    datamodule = prior_only.with_extra_data(WindowDataModule(paired.root, inputs, outputs, batch_size=2,
+                                                             train_stride=4), [extra])
+    prior_only.set_stage("vqvae")
+    datamodule.setup("fit")
+    assert len(datamodule.train_set) == sizes["gpt"]  # the VQ-VAE stage keeps the paired windows
+    prior_only.count_style_codes(paired)
+    assert prior_only.style_codes[:, 0].sum() == steps  # ... and the prior counts the extra dances
+    with pytest.raises(ValueError, match="motion_only_uses"):
+        tiny(motion_only_uses=["gpt"])
+
 
 def test_min_p_leaves_out_the_codes_far_less_likely_than_the_likeliest():
     logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log().expand(4000, -1)

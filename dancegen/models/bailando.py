@@ -415,6 +415,7 @@ class BailandoModel(nn.Module, SavedModel):
                  style_prior: float | None = None, actor_critic: bool = False, ac_gamma: float = 0.9,
                  ac_supervised: float = 1.0, ac_off_beat: float = 0.3, ac_still: float = 1.0,
                  smooth_sigma: float = 0.0, height_sigma: float = 0.0, floor_radius: float | None = 4.0,
+                 motion_only_uses: tuple[str, ...] = ("vqvae", "style_prior"),
                  skeleton_offsets: list | None = None, **unused: Any):
         super().__init__()
         self.keep_config(locals())
@@ -428,6 +429,9 @@ class BailandoModel(nn.Module, SavedModel):
         self.acceleration_weight = acceleration_weight
         self.temperature, self.top_k, self.guidance, self.floor_radius = temperature, top_k, guidance, floor_radius
         self.min_p = min_p
+        if not set(motion_only_uses) <= {"vqvae", "style_prior"}:
+            raise ValueError(f"motion_only_uses takes vqvae and style_prior, not {list(motion_only_uses)}")
+        self.motion_only_uses = tuple(motion_only_uses)
         self.max_repeat, self.style_prior = max_repeat, style_prior
         if style_prior is not None:  # how often each style's training dances use each code (`count_style_codes`)
             self.register_buffer("style_codes", torch.zeros(len(STYLES) + 1, 2, codes))
@@ -473,18 +477,18 @@ class BailandoModel(nn.Module, SavedModel):
     def with_extra_data(self, datamodule, extra: list) -> Any:
         """`dancegen train`'s data module with the windows of `extra` prepared datasets (motion only, all
         their splits) added to the `vqvae` stage's training set; their dances also count in
-        `count_style_codes`."""
+        `count_style_codes`. `motion_only_uses` says which of the two they join."""
         from torch.utils.data import ConcatDataset
 
         from ..training.lightning import MotionOnlyWindows
 
-        self.extra_data = [Path(d.root) for d in extra]
+        self.extra_data = [Path(d.root) for d in extra] if "style_prior" in self.motion_only_uses else []
         setup, (inputs, outputs) = datamodule.setup, self.windows()
         music = {f: (inputs[f][0], d) for f, d in zip(self.music_features, self.music_dims)}  # zeros of these shapes
 
         def setup_with_extra(stage: str | None = None) -> None:
             setup(stage)
-            if self.stage == "vqvae":
+            if self.stage == "vqvae" and "vqvae" in self.motion_only_uses:
                 datamodule.train_set = ConcatDataset(
                     [datamodule.train_set] + [MotionOnlyWindows(d.root, split, music, outputs, datamodule.train_stride)
                                               for d in extra for split in ("train", "val", "test") if d.split(split)])
