@@ -354,7 +354,7 @@ def test_motion_only_data_joins_the_vqvae_stage_and_the_style_counts(tmp_path: P
                                                                   (extra, extra.split("train") + extra.split("val")
                                                                    + extra.split("test"))) for n in names)
     assert model.style_codes[:, 0].sum() == steps == model.style_codes[:, 1].sum()
-    del model.extra_data
+    model.extra_data = []
     model.count_style_codes(paired)
     assert model.style_codes[:, 0].sum() < steps
 

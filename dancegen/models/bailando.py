@@ -432,6 +432,7 @@ class BailandoModel(nn.Module, SavedModel):
         if not set(motion_only_uses) <= {"vqvae", "style_prior"}:
             raise ValueError(f"motion_only_uses takes vqvae and style_prior, not {list(motion_only_uses)}")
         self.motion_only_uses = tuple(motion_only_uses)
+        self.extra_data: list[Path] = []  # motion-only datasets counted in the style prior (`with_extra_data`)
         self.max_repeat, self.style_prior = max_repeat, style_prior
         if style_prior is not None:  # how often each style's training dances use each code (`count_style_codes`)
             self.register_buffer("style_codes", torch.zeros(len(STYLES) + 1, 2, codes))
@@ -480,7 +481,7 @@ class BailandoModel(nn.Module, SavedModel):
         `count_style_codes`. `motion_only_uses` says which of the two they join."""
         from torch.utils.data import ConcatDataset
 
-        from ..training.lightning import MotionOnlyWindows
+        from ..training.lightning import motion_only_windows
 
         self.extra_data = [Path(d.root) for d in extra] if "style_prior" in self.motion_only_uses else []
         setup, (inputs, outputs) = datamodule.setup, self.windows()
@@ -490,8 +491,7 @@ class BailandoModel(nn.Module, SavedModel):
             setup(stage)
             if self.stage == "vqvae" and "vqvae" in self.motion_only_uses:
                 datamodule.train_set = ConcatDataset(
-                    [datamodule.train_set] + [MotionOnlyWindows(d.root, split, music, outputs, datamodule.train_stride)
-                                              for d in extra for split in ("train", "val", "test") if d.split(split)])
+                    [datamodule.train_set, *motion_only_windows(extra, music, outputs, datamodule.train_stride)])
 
         datamodule.setup = setup_with_extra
         return datamodule
@@ -523,10 +523,11 @@ class BailandoModel(nn.Module, SavedModel):
         """`style_codes`: how often the training split's dances (and every dance of `extra_data`, the
         motion-only datasets `with_extra_data` was given) of each style use each upper and lower code."""
         from ..data import PreparedDataset
+        from ..data.prepared import SPLITS
 
         self.style_codes.zero_()
-        extra = [PreparedDataset(root) for root in getattr(self, "extra_data", ())]
-        dances = [(data, n) for n in data.split("train")] + [(d, n) for d in extra for split in ("train", "val", "test")
+        extra = [PreparedDataset(root) for root in self.extra_data]
+        dances = [(data, n) for n in data.split("train")] + [(d, n) for d in extra for split in SPLITS
                                                               for n in d.split(split)]
         for source, name in dances:
             up, low, _ = self.tokenize(source.motion(name))

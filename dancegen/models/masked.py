@@ -421,7 +421,7 @@ class MaskedMotionModel(nn.Module, SavedModel):
         them (`use_extra`: pre-training)."""
         from torch.utils.data import ConcatDataset
 
-        from ..training.lightning import MotionOnlyWindows
+        from ..training.lightning import motion_only_windows
 
         setup = datamodule.setup
         music = {f: (self.window, d) for f, d in zip(self.music_features, self.music_dims)}
@@ -430,9 +430,8 @@ class MaskedMotionModel(nn.Module, SavedModel):
             setup(stage)
             sets = [Flagged(datamodule.train_set, True)]
             if self.use_extra:
-                sets += [Flagged(MotionOnlyWindows(d.root, split, music, {"rot6d": (self.window, 0)},
-                                                   datamodule.train_stride), False)
-                         for d in extra for split in ("train", "val", "test") if d.split(split)]
+                sets += [Flagged(w, False) for w in motion_only_windows(extra, music, {"rot6d": (self.window, 0)},
+                                                                        datamodule.train_stride)]
             datamodule.train_set = ConcatDataset(sets)
 
         datamodule.setup = setup_with_extra

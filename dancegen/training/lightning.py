@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..data import WindowDataset
+from ..data.prepared import SPLITS
 
 
 class StyledWindows(Dataset):
@@ -56,6 +57,13 @@ class MotionOnlyWindows(Dataset):
     def __getitem__(self, i: int) -> dict:
         return {"inputs": dict(self.music), "outputs": self.windows[i]["outputs"],
                 "style": self.styles[self.windows.index[i][0]]}
+
+
+def motion_only_windows(extra: list, music: dict, outputs: dict, stride: int) -> list[MotionOnlyWindows]:
+    """`MotionOnlyWindows` of every split of each prepared dataset in `extra` (motion-only data has no
+    held-out use: all of it trains)."""
+    return [MotionOnlyWindows(d.root, split, music, outputs, stride)
+            for d in extra for split in SPLITS if d.split(split)]
 
 
 class EpochSampler(DistributedSampler):
