@@ -379,3 +379,50 @@ def test_min_p_leaves_out_the_codes_far_less_likely_than_the_likeliest():
     assert set(BailandoModel._sample(logits, g, 1.0, None).tolist()) == {0, 1, 2, 3}
     hot = BailandoModel._sample(logits, g, 3.0, None, min_p=0.5)  # the temperature comes after the cut
     assert set(hot.tolist()) == {0, 1} and (hot == 1).float().mean() > 0.4
+
+
+def test_stretch_windows_reads_at_another_tempo_and_keeps_every_event():
+    from dancegen.models.bailando import stretch_windows
+
+    ramp = torch.arange(40, dtype=torch.float64)[None, :, None].repeat(2, 1, 2)
+    ramp[..., 1] = 0.0
+    ramp[:, [10, 20, 31], 1] = 1.0  # an event column: beats at frames 10, 20 and 31
+    out = stretch_windows(ramp, torch.tensor([0.0, 3.5]), torch.tensor([2.0, 0.5]), 16, events=(1,))
+    assert torch.allclose(out[0, :, 0], torch.arange(16.0, dtype=torch.float64) * 2)
+    assert torch.allclose(out[1, :, 0], 3.5 + torch.arange(16.0, dtype=torch.float64) * 0.5)
+    assert out[0, :, 1].nonzero().flatten().tolist() == [5, 10]  # 31 / 2 = 15.5 rounds to 16: outside
+    assert out[1, :, 1].nonzero().flatten().tolist() == [13]  # (10 − 3.5) / 0.5
+    assert set(out[..., 1].unique().tolist()) == {0.0, 1.0}  # events stay one-hot, not smeared
+
+
+def test_time_stretch_reads_music_and_motion_at_one_tempo_and_only_while_training():
+    model = tiny(time_stretch=0.1)
+    plain = tiny()
+    span = model.windows()[0]["fact35"][0]
+    assert span > plain.windows()[0]["fact35"][0] * 1.1  # the loader reads enough for the slowest tempo
+    batch = window_batch(model)
+    # a clock in both: music column 0 is the music frame, the root's x of motion row r is r − 1
+    batch["inputs"]["fact35"][..., 0] = torch.arange(span, dtype=torch.float32)
+    batch["outputs"]["rot6d"][..., 0] = torch.arange(span + 1, dtype=torch.float64) - 1
+    frames = plain.windows()[0]["fact35"][0]
+    for stage in ("vqvae", "gpt"):
+        model.set_stage(stage)
+        model.eval()
+        cut = model.stretched_batch(batch, torch.Generator().manual_seed(0))
+        assert torch.equal(cut["inputs"]["fact35"], batch["inputs"]["fact35"][:, :frames])
+        assert torch.equal(cut["outputs"]["rot6d"], batch["outputs"]["rot6d"][:, :frames + 1])
+        model.train()
+        out = model.stretched_batch(batch, torch.Generator().manual_seed(0))
+        music, motion = out["inputs"]["fact35"], out["outputs"]["rot6d"]
+        assert music.shape == (8, frames, 35) and motion.shape == (8, frames + 1, batch["outputs"]["rot6d"].shape[2])
+        tempo = music[:, 1:, 0].diff(dim=1).mean(1)
+        if stage == "vqvae":  # not in stretch_stages: cut as recorded
+            assert torch.allclose(tempo, torch.ones(8))
+            continue
+        assert tempo.min() >= 1 / 1.1 - 1e-4 and tempo.max() <= 1.1 + 1e-4 and tempo.std() > 0.01
+        assert torch.allclose(motion[:, 1:, 0].float(), music[..., 0], atol=1e-4)  # still in step
+        assert (music[..., 0] >= 0).all() and (music[..., 0] <= span - 1).all()
+    loss, _ = model.loss(batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="time_stretch"):
+        tiny(time_stretch=-0.1)

@@ -27,6 +27,10 @@ and the GPT follows the advantage (REINFORCE with a learnt baseline), while a cr
 the real codes keeps it near the dances it learnt (`ac_supervised`). The music is the training
 split's only (Bailando fine-tuned on the test music; we do not).
 
+With `time_stretch` (say 0.1) the training windows are read at a random tempo, up to that much
+faster or slower (log-uniform), music and motion together (`stretch_windows`): the dance's steps
+speed up with the music's beats, the way one couple dances a quicker song of the same style.
+
 Dances without music (a training config's `data.extra`, e.g. Dance with Melody's motion-only
 sequences) join the `vqvae` stage's windows and the style prior's code counts; the GPT stages,
 which need the music, train on the paired split alone.
@@ -119,6 +123,29 @@ def integrate(features: torch.Tensor, *, start_xz=(0.0, 0.0), start_heading: flo
     pelvis = _yaw_matrix(torch.from_numpy(yaws).to(features.dtype)) @ sixd_to_matrix(features[:, 4:10])
     joints = sixd_to_matrix(features[:, 10:].unflatten(-1, (23, 6)))
     return root, torch.cat([pelvis[:, None], joints], dim=1)
+
+
+def stretch_windows(x: torch.Tensor, start: torch.Tensor, factor: torch.Tensor, length: int,
+                    events: tuple[int, ...] = ()) -> torch.Tensor:
+    """Windows (B, L, D) read again at another tempo: `length` frames from frame `start` (B,) on, `factor`
+    (B,) source frames per new frame, linearly interpolated; an `events` column (a one-hot of onsets or
+    beats) keeps its events whole instead, each moved to the new frame nearest its time. Needs
+    start + (length − 1) · factor ≤ L − 1."""
+    b, frames = x.shape[:2]
+    position = start[:, None] + torch.arange(length, dtype=x.dtype) * factor[:, None]  # (B, length)
+    below = position.floor().long().clamp(0, frames - 2)
+    weight = (position - below)[..., None]
+    pick = lambda i: x.gather(1, i[..., None].expand(-1, -1, x.shape[2]))  # noqa: E731
+    out = torch.lerp(pick(below), pick(below + 1), weight)
+    if events:
+        columns = list(events)
+        target = ((torch.arange(frames, dtype=x.dtype) - start[:, None]) / factor[:, None]).round().long()
+        target = torch.where((target >= 0) & (target < length), target, length)  # outside: a spare frame
+        moved = torch.zeros(b, length + 1, len(columns), dtype=x.dtype)
+        moved.scatter_reduce_(1, target[..., None].expand(-1, -1, len(columns)), x[..., columns], "amax",
+                               include_self=False)
+        out[..., columns] = moved[:, :length]
+    return out
 
 
 def gaussian_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -416,6 +443,7 @@ class BailandoModel(nn.Module, SavedModel):
                  ac_supervised: float = 1.0, ac_off_beat: float = 0.3, ac_still: float = 1.0,
                  smooth_sigma: float = 0.0, height_sigma: float = 0.0, floor_radius: float | None = 4.0,
                  motion_only_uses: tuple[str, ...] = ("vqvae", "style_prior"),
+                 time_stretch: float = 0.0, stretch_stages: tuple[str, ...] = ("gpt", "ac"),
                  skeleton_offsets: list | None = None, **unused: Any):
         super().__init__()
         self.keep_config(locals())
@@ -432,6 +460,10 @@ class BailandoModel(nn.Module, SavedModel):
         if not set(motion_only_uses) <= {"vqvae", "style_prior"}:
             raise ValueError(f"motion_only_uses takes vqvae and style_prior, not {list(motion_only_uses)}")
         self.motion_only_uses = tuple(motion_only_uses)
+        if time_stretch < 0 or not set(stretch_stages) <= {"vqvae", "gpt", "ac"}:
+            raise ValueError(f"time_stretch must be ≥ 0 and stretch_stages among vqvae, gpt and ac, not "
+                             f"{time_stretch} and {list(stretch_stages)}")
+        self.time_stretch, self.stretch_stages = float(time_stretch), tuple(stretch_stages)
         self.extra_data: list[Path] = []  # motion-only datasets counted in the style prior (`with_extra_data`)
         self.max_repeat, self.style_prior = max_repeat, style_prior
         if style_prior is not None:  # how often each style's training dances use each code (`count_style_codes`)
@@ -458,8 +490,40 @@ class BailandoModel(nn.Module, SavedModel):
 
     def windows(self) -> tuple[dict, dict]:
         """Training windows in `WindowDataset` terms: context + 1 code steps of music and motion."""
-        frames = (self.context + 1) * self.down
+        frames = self.window_frames(stretched=True)
         return ({f: (frames, 0) for f in self.music_features}, {"rot6d": (frames + 1, -1)})
+
+    def window_frames(self, stretched: bool = False) -> int:
+        """Music frames of a training window: context + 1 code steps; `stretched`: what the data loader
+        reads, enough for the slowest `time_stretch` (`stretched_batch` cuts it back)."""
+        frames = (self.context + 1) * self.down
+        return math.ceil((frames - 1) * (1 + self.time_stretch)) + 2 if stretched and self.time_stretch else frames
+
+    def stretched_batch(self, batch: dict, generator: torch.Generator | None = None) -> dict:
+        """A batch of `windows()` cut to `window_frames()`: while training a stage of `stretch_stages`, each
+        window at a random tempo within `time_stretch` (log-uniform), music and motion alike; otherwise,
+        and in evaluation, as recorded, from its first frame."""
+        if not self.time_stretch:
+            return batch
+        from ..audio.recipes import RECIPES
+
+        frames, rot6d = self.window_frames(), batch["outputs"]["rot6d"]
+        b, available = len(rot6d), len(rot6d[0]) - 1  # music frames read
+        factor, start = torch.ones(b), torch.zeros(b)
+        if self.training and self.stage in self.stretch_stages:
+            span = math.log1p(self.time_stretch)
+            factor = torch.exp((2 * torch.rand(b, generator=generator) - 1) * span)
+            low = (factor - 1).clamp(min=0)  # the motion window starts a frame earlier: factor − 1 ≥ 0 before it
+            high = available - 1 - (frames - 1) * factor
+            start = low + torch.rand(b, generator=generator) * (high - low)
+        inputs = {}
+        for feature, x in batch["inputs"].items():
+            names = RECIPES[feature].columns if feature in RECIPES else ()
+            events = tuple(i for i, name in enumerate(names) if name in ("onset_peak", "beat"))
+            inputs[feature] = stretch_windows(x, start.to(x), factor.to(x), frames, events)
+        # motion row r is music frame r − 1: from start + 1 − factor, one row more
+        motion = stretch_windows(rot6d, (start + 1 - factor).to(rot6d), factor.to(rot6d), frames + 1)
+        return {**batch, "inputs": inputs, "outputs": {**batch["outputs"], "rot6d": motion}}
 
     def set_stage(self, stage: str) -> None:
         """Which parts train: "vqvae" (the two VQ-VAEs) or "gpt" (the GPT, the VQ-VAEs frozen)."""
@@ -565,6 +629,7 @@ class BailandoModel(nn.Module, SavedModel):
         return out
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        batch = self.stretched_batch(batch, generator)
         rot6d = batch["outputs"]["rot6d"]
         if self.mirror and self.training:  # half the windows danced mirrored, left for right
             flip = torch.rand(len(rot6d), generator=generator).to(rot6d.device) < 0.5
