@@ -132,16 +132,16 @@ def stretch_windows(x: torch.Tensor, start: torch.Tensor, factor: torch.Tensor, 
     beats) keeps its events whole instead, each moved to the new frame nearest its time. Needs
     start + (length − 1) · factor ≤ L − 1."""
     b, frames = x.shape[:2]
-    position = start[:, None] + torch.arange(length, dtype=x.dtype) * factor[:, None]  # (B, length)
+    position = start[:, None] + torch.arange(length, dtype=x.dtype, device=x.device) * factor[:, None]  # (B, length)
     below = position.floor().long().clamp(0, frames - 2)
     weight = (position - below)[..., None]
     pick = lambda i: x.gather(1, i[..., None].expand(-1, -1, x.shape[2]))  # noqa: E731
     out = torch.lerp(pick(below), pick(below + 1), weight)
     if events:
         columns = list(events)
-        target = ((torch.arange(frames, dtype=x.dtype) - start[:, None]) / factor[:, None]).round().long()
+        target = ((torch.arange(frames, dtype=x.dtype, device=x.device) - start[:, None]) / factor[:, None]).round().long()
         target = torch.where((target >= 0) & (target < length), target, length)  # outside: a spare frame
-        moved = torch.zeros(b, length + 1, len(columns), dtype=x.dtype)
+        moved = torch.zeros(b, length + 1, len(columns), dtype=x.dtype, device=x.device)
         moved.scatter_reduce_(1, target[..., None].expand(-1, -1, len(columns)), x[..., columns], "amax",
                                include_self=False)
         out[..., columns] = moved[:, :length]
@@ -513,7 +513,7 @@ class BailandoModel(nn.Module, SavedModel):
         if self.training and self.stage in self.stretch_stages:
             span = math.log1p(self.time_stretch)
             factor = torch.exp((2 * torch.rand(b, generator=generator) - 1) * span)
-            low = (factor - 1).clamp(min=0)  # the motion window starts a frame earlier: factor − 1 ≥ 0 before it
+            low = (factor - 1).clamp(min=0)  # the motion window starts factor − 1 frames before `start`
             high = available - 1 - (frames - 1) * factor
             start = low + torch.rand(b, generator=generator) * (high - low)
         inputs = {}
