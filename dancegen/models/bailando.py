@@ -132,14 +132,15 @@ def stretch_windows(x: torch.Tensor, start: torch.Tensor, factor: torch.Tensor, 
     beats) keeps its events whole instead, each moved to the new frame nearest its time. Needs
     start + (length − 1) · factor ≤ L − 1."""
     b, frames = x.shape[:2]
-    position = start[:, None] + torch.arange(length, dtype=x.dtype, device=x.device) * factor[:, None]  # (B, length)
+    new, old = (torch.arange(n, dtype=x.dtype, device=x.device) for n in (length, frames))
+    position = start[:, None] + new * factor[:, None]  # (B, length): where each new frame reads
     below = position.floor().long().clamp(0, frames - 2)
     weight = (position - below)[..., None]
     pick = lambda i: x.gather(1, i[..., None].expand(-1, -1, x.shape[2]))  # noqa: E731
     out = torch.lerp(pick(below), pick(below + 1), weight)
     if events:
         columns = list(events)
-        target = ((torch.arange(frames, dtype=x.dtype, device=x.device) - start[:, None]) / factor[:, None]).round().long()
+        target = ((old - start[:, None]) / factor[:, None]).round().long()  # (B, L): where each old frame lands
         target = torch.where((target >= 0) & (target < length), target, length)  # outside: a spare frame
         moved = torch.zeros(b, length + 1, len(columns), dtype=x.dtype, device=x.device)
         moved.scatter_reduce_(1, target[..., None].expand(-1, -1, len(columns)), x[..., columns], "amax",
@@ -489,15 +490,16 @@ class BailandoModel(nn.Module, SavedModel):
     # ---- construction, saving, loading -------------------------------------------------------
 
     def windows(self) -> tuple[dict, dict]:
-        """Training windows in `WindowDataset` terms: context + 1 code steps of music and motion."""
-        frames = self.window_frames(stretched=True)
+        """Training windows in `WindowDataset` terms: context + 1 code steps of music and motion, read long
+        enough for the slowest `time_stretch` (`stretched_batch` cuts them back to `window_frames()`)."""
+        frames = self.window_frames()
+        if self.time_stretch:
+            frames = math.ceil((frames - 1) * (1 + self.time_stretch)) + 2
         return ({f: (frames, 0) for f in self.music_features}, {"rot6d": (frames + 1, -1)})
 
-    def window_frames(self, stretched: bool = False) -> int:
-        """Music frames of a training window: context + 1 code steps; `stretched`: what the data loader
-        reads, enough for the slowest `time_stretch` (`stretched_batch` cuts it back)."""
-        frames = (self.context + 1) * self.down
-        return math.ceil((frames - 1) * (1 + self.time_stretch)) + 2 if stretched and self.time_stretch else frames
+    def window_frames(self) -> int:
+        """Music frames of a training window as the model sees it: context + 1 code steps."""
+        return (self.context + 1) * self.down
 
     def stretched_batch(self, batch: dict, generator: torch.Generator | None = None) -> dict:
         """A batch of `windows()` cut to `window_frames()`: while training a stage of `stretch_stages`, each
