@@ -120,3 +120,25 @@ def test_rows_of_folders_sharing_a_name_are_named_by_their_path(tmp_path: Path):
         (tmp_path / folder).mkdir(parents=True)
     models = [str(tmp_path / "a/best"), str(tmp_path / "b/best"), str(tmp_path / "c/last"), "still_pose"]
     assert row_names(models) == [str(tmp_path / "a/best"), str(tmp_path / "b/best"), "last", "still_pose"]
+
+
+def test_random_real_draws_a_training_dance_per_song_and_seed():
+    from conftest import random_music, synthetic_motion
+
+    from dancegen.models import load_model
+
+    train = [synthetic_motion(seed, 40) for seed in range(8)]
+    rr, still = (load_model(name, train_motions=train) for name in ("random_real", "still_pose"))
+    songs = [random_music(30, seed=s) for s in range(6)]
+
+    def played(model, music, seed):  # the training dance one of whose poses the dance starts with
+        first = model.generate(music, seed=seed).rotations[0]
+        return next(i for i, m in enumerate(train)
+                    if np.isclose(m.resample(music.fps).rotations, first).all((1, 2)).any())
+
+    for model in (rr, still):
+        for seed in (0, 1):
+            picks = [played(model, music, seed) for music in songs]
+            assert len(set(picks)) > 1, "one seed gave every song the same training dance"
+            assert picks == [played(model, music, seed) for music in songs]  # the same again
+        assert [played(model, songs[0], seed) for seed in range(6)] != [played(model, songs[0], 0)] * 6

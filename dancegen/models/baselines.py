@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 from ..motion import Motion
@@ -15,13 +17,23 @@ class _FromTrainingDances(DanceModel):
         self.motions = train_motions
 
 
+def song_rng(music: Music, seed: int) -> np.random.Generator:
+    """The random draws of `seed` on this song, the song told by its music features: each song of a
+    benchmark gets its own training dance (one seed alone would give every song the same one)."""
+    song = 0
+    for name in sorted(music.features):
+        song = zlib.crc32(np.ascontiguousarray(music.features[name]), zlib.crc32(name.encode(), song))
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, song])
+
+
 @register_model("random_real")
 class RandomReal(_FromTrainingDances):
     """A real training dance played on another song: a random span of a random training sequence,
-    looped when shorter than asked. Measures what real dance scores with no link to the music."""
+    looped when shorter than asked, drawn anew for each song and seed (`song_rng`). Measures what real
+    dance scores with no link to the music."""
 
     def generate(self, music: Music, *, seed_motion=None, length=None, seed=0, **controls) -> Motion:
-        rng = np.random.default_rng(seed)
+        rng = song_rng(music, seed)
         length = length or music.num_frames
         motion = self.motions[rng.integers(len(self.motions))].resample(music.fps)
         start = int(rng.integers(max(1, motion.num_frames - length + 1)))
@@ -35,10 +47,10 @@ class RandomReal(_FromTrainingDances):
 
 @register_model("still_pose")
 class StillPose(_FromTrainingDances):
-    """The first pose of a random training dance, held for the whole song."""
+    """The first pose of a random training dance (drawn for each song and seed), held for the whole song."""
 
     def generate(self, music: Music, *, seed_motion=None, length=None, seed=0, **controls) -> Motion:
-        rng = np.random.default_rng(seed)
+        rng = song_rng(music, seed)
         length = length or music.num_frames
         motion = self.motions[rng.integers(len(self.motions))]
         return Motion(music.fps, motion.skeleton, np.repeat(motion.root_translation[:1], length, 0),
