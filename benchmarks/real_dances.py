@@ -67,6 +67,7 @@ def main() -> None:
         scores = result.scores[row]  # song by song, seed by seed
         for g in range(args.sets):
             picked = [i for i in range(len(scores)) if 3 * g <= i % len(seeds) < 3 * g + 3]
+            # against the split's ground truth only (its fid_*_train and freeze_rate columns are not read)
             summary = summarise([scores[i] for i in picked], [song_styles[i // len(seeds)] for i in picked],
                                 reference, reference, 0.0, known)
             summary[COLUMNS[-1]] = fid(np.concatenate([scores[i].kinetic for i in picked if trained[i // len(seeds)]]),
