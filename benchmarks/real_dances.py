@@ -20,8 +20,7 @@ from dataclasses import replace
 import numpy as np
 
 from dancegen.audio.cache import default_cache_dir
-from dancegen.metrics.benchmark import PROTOCOLS, run_benchmark, summarise
-from dancegen.metrics.distribution import fid
+from dancegen.metrics.benchmark import PROTOCOLS, kinetic_fid_of_songs, run_benchmark, summarise
 from dancegen.metrics.evaluate import parse_dataset, prepared_for
 from dancegen.metrics.style import MotionStyleClassifier
 from dancegen.models import DanceModel, load_model
@@ -59,19 +58,18 @@ def main() -> None:
                            known_styles=known, progress=False)
     gt = result.scores["ground_truth"]
     reference = (np.concatenate([s.kinetic for s in gt]), np.concatenate([s.geometric for s in gt]))
-    song_styles = [s.style for s in result.songs]
-    trained = [s in set(styles) for s in song_styles]  # songs of a style some training dance has
-    trained_reference = np.concatenate([s.kinetic for s, t in zip(gt, trained) if t])
+    song_styles, trained = [s.style for s in result.songs], set(styles)
     rows = {}
     for row in ("random_real", "same_style"):
         scores = result.scores[row]  # song by song, seed by seed
         for g in range(args.sets):
             picked = [i for i in range(len(scores)) if 3 * g <= i % len(seeds) < 3 * g + 3]
+            chosen = [scores[i] for i in picked]
             # against the split's ground truth only (its fid_*_train and freeze_rate columns are not read)
-            summary = summarise([scores[i] for i in picked], [song_styles[i // len(seeds)] for i in picked],
-                                reference, reference, 0.0, known)
-            summary[COLUMNS[-1]] = fid(np.concatenate([scores[i].kinetic for i in picked if trained[i // len(seeds)]]),
-                                       trained_reference)
+            summary = summarise(chosen, [song_styles[i // len(seeds)] for i in picked], reference, reference,
+                                0.0, known)
+            one_set = replace(result, scores={"ground_truth": gt, row: chosen})  # three seeds a song, in order
+            summary[COLUMNS[-1]] = kinetic_fid_of_songs(one_set, lambda song: song.style in trained)[row][0]
             rows.setdefault(row, []).append([summary[c] for c in COLUMNS])
     truth = result.results["ground_truth"]
     print(f"{args.split} split, {len(result.songs)} songs; ground truth: div_k {truth['div_k']:.2f}, "
