@@ -232,6 +232,33 @@ def test_height_sigma_smooths_the_root_height_alone():
     assert not np.allclose(a.root_translation[:, 1], b.root_translation[:, 1], atol=1e-4)
 
 
+def test_style_skeleton_dances_each_style_on_its_training_dancers_body_and_ground_sigma_lands_the_feet():
+    """With `style_skeleton` a rumba is decoded onto the rumbas' recorded body (`style_skeletons`), a style
+    without one onto the model's skeleton, a continuation onto its seed's body; the rotations and the path
+    are the same codes' either way. `ground_sigma` then puts the lowest foot on the floor."""
+    from dataclasses import replace
+
+    longer = tiny().skeleton.offsets * np.array([1.0, 1.15, 1.0], np.float32)
+    model = tiny(style_skeleton=True)
+    model.style_skeletons = {"rumba": longer}
+    rumba = replace(music(60), style="rumba")
+    plain, body = tiny().generate(rumba, seed=2), model.generate(rumba, seed=2)
+    assert np.allclose(plain.skeleton.offsets, tiny().skeleton.offsets)
+    assert np.allclose(body.skeleton.offsets, longer) and np.allclose(body.rotations, plain.rotations, atol=1e-5)
+    assert np.allclose(body.root_translation, plain.root_translation, atol=1e-5)
+    assert np.allclose(model.generate(music(60), seed=2).skeleton.offsets, model.skeleton.offsets)  # the waltz
+    seed = synthetic_motion(1, 30)
+    seed.skeleton = replace(seed.skeleton, offsets=seed.skeleton.offsets * 1.1)
+    assert np.allclose(model.generate(rumba, seed=2, seed_motion=seed).skeleton.offsets, seed.skeleton.offsets)
+
+    feet = [SMPL_JOINT_NAMES.index(n) for n in ("lankle", "rankle", "ltoes", "rtoes")]
+    model.ground_sigma = 0.0
+    grounded = model.generate(rumba, seed=2)
+    assert np.abs(grounded.positions()[:, feet, 1].min(1)).max() < 1e-5
+    assert np.allclose(grounded.root_translation[:, [0, 2]], body.root_translation[:, [0, 2]], atol=1e-5)
+    assert not np.allclose(grounded.root_translation[:, 1], body.root_translation[:, 1], atol=1e-3)
+
+
 def test_the_default_codebooks_reconstruct_a_training_dance(shared_data: Path):
     """The bundled model's choreographic memory round trip: a real training dance (DANCE_C_2, the
     first 40 s) through its codes comes back within 6 cm mean joint error in the dancer's own frame

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -75,6 +76,21 @@ def test_the_training_styles_travel_with_the_model_and_an_unseen_style_means_non
     config["trained_styles"] = "waltz"
     (saved / "config.json").write_text(json.dumps(config))
     assert "trained_styles" in one_line_error(saved, "config.json")
+
+
+def test_the_style_skeletons_travel_with_the_model_and_a_broken_one_is_one_line(saved: Path):
+    model = load_model(saved)
+    assert model.style_skeletons is None and model.skeleton_of("rumba") is model.skeleton  # not recorded
+    longer = model.skeleton.offsets * np.array([1.0, 1.2, 1.0], np.float32)
+    model.style_skeletons = {"rumba": longer}
+    model.save(saved)
+    model = load_model(saved)
+    assert np.allclose(model.skeleton_of("rumba").offsets, longer, atol=1e-6)
+    assert model.skeleton_of("waltz") is model.skeleton and model.skeleton_of(None) is model.skeleton
+    config = json.loads((saved / "config.json").read_text())
+    config["style_skeletons"] = {"rumba": [[0.0, 1.0, 0.0]] * 3}  # 3 joints, not 24
+    (saved / "config.json").write_text(json.dumps(config))
+    assert "style_skeletons" in one_line_error(saved, "config.json")
 
 
 def test_the_bundled_default_model_loads():

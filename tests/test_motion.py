@@ -298,3 +298,51 @@ def test_resample_keeps_shared_frames_and_round_trips():
     assert up.fps == 60 and up.num_frames == 238  # frames k/60 within the 3.96 s span
     back = up.resample(25)
     assert np.abs(back.positions() - m.positions()[: back.num_frames]).max() < 2e-3
+
+
+def _floating(frames: int = 200, fps: float = 25.0) -> tuple[Motion, np.ndarray]:
+    """A rest pose whose root height drifts slowly by ±5 cm and lifts 3 cm for 4 frames at frame 100."""
+    skeleton = smpl_skeleton()
+    t = np.arange(frames) / fps
+    drift = 0.05 * np.sin(2 * np.pi * 0.3 * t)
+    lift = np.where((np.arange(frames) >= 100) & (np.arange(frames) < 104), 0.03, 0.0)
+    root = np.zeros((frames, 3), np.float32)
+    rest = Motion(fps, skeleton, root[:1], np.zeros((1, 24, 3), np.float32)).positions()[0]
+    rest_floor = -rest[[7, 8, 10, 11], 1].min()
+    root[:, 1] = rest_floor + drift + lift
+    root[:, 0] = t  # walking along x, which grounding leaves alone
+    return Motion(fps, skeleton, root, np.zeros((frames, 24, 3), np.float32)), lift
+
+
+def test_grounded_puts_the_lowest_foot_on_the_floor_frame_by_frame():
+    from dancegen.motion.filters import grounded
+
+    motion, _ = _floating()
+    out = grounded(motion, 0.0)
+    lowest = out.positions()[:, [7, 8, 10, 11], 1].min(1)
+    assert np.abs(lowest).max() < 1e-5
+    np.testing.assert_array_equal(out.rotations, motion.rotations)
+    np.testing.assert_array_equal(out.root_translation[:, [0, 2]], motion.root_translation[:, [0, 2]])
+    raised = grounded(motion, 0.0, floor=0.02)
+    assert np.abs(raised.positions()[:, [7, 8, 10, 11], 1].min(1) - 0.02).max() < 1e-5
+
+
+def test_grounded_with_a_sigma_removes_slow_drift_and_keeps_short_lifts():
+    from dancegen.motion.filters import grounded
+
+    motion, lift = _floating()
+    lowest = grounded(motion, 0.4).positions()[:, [7, 8, 10, 11], 1].min(1)
+    before = motion.positions()[:, [7, 8, 10, 11], 1].min(1)
+    assert np.abs(before).max() > 0.04  # the drift: the feet float and sink by up to 5 cm
+    quiet = lift == 0
+    assert np.abs(lowest[quiet][20:-20]).max() < 0.015  # slow drift gone (edges aside)
+    assert lowest[101] - np.median(lowest[90:100]) > 0.02  # the 3-cm lift mostly kept
+
+
+def test_grounded_needs_a_foot_in_the_skeleton():
+    from dancegen.motion.filters import grounded
+
+    skeleton = Skeleton(("hips", "head"), (-1, 0), np.array([[0, 0, 0], [0, 0.5, 0]], np.float32))
+    motion = Motion(25.0, skeleton, np.zeros((3, 3)), np.zeros((3, 2, 3)))
+    with pytest.raises(ValueError, match="no joint of the skeleton is named like a foot"):
+        grounded(motion, 0.1)

@@ -46,6 +46,11 @@ def test_two_stage_training_writes_loadable_models_and_logs(synthetic: Path, tmp
         model = load_model(tmp_path / "run" / folder)
         assert isinstance(model, BailandoModel) and model.context == 4
         assert model.trained_styles == tuple(sorted(train_styles))  # recorded by the trainer
+        assert sorted(model.style_skeletons) == sorted(train_styles)  # each style's median body, recorded too
+        for style, offsets in model.style_skeletons.items():
+            bodies = [prepared.motion(n).skeleton.offsets for n in prepared.split("train")
+                      if prepared.sequences[n]["style"] == style]
+            assert np.allclose(offsets, np.median(np.stack(bodies), 0), atol=1e-6)
     # the VQ-VAE stage's codebook reached the saved model (the average of the weights shares its buffers)
     assert bool(model.upper.quantizer.initialised)
     # after the VQ-VAE stage the training dances' codes were counted per style, for `style_prior`

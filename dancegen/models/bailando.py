@@ -54,6 +54,7 @@ from tqdm import tqdm
 
 from ..data.representation import mirror_rot6d, motion_to_rot6d
 from ..motion import Motion, forward_kinematics
+from ..motion.filters import gaussian_smooth, grounded
 from ..motion.rotations import matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
 from .base import FACT35_BEAT, STYLES, Music, SavedModel, one_thread, register_model, style_id
 
@@ -147,18 +148,6 @@ def stretch_windows(x: torch.Tensor, start: torch.Tensor, factor: torch.Tensor, 
                                include_self=False)
         out[..., columns] = moved[:, :length]
     return out
-
-
-def gaussian_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(T, C) smoothed along time by a Gaussian of `sigma` frames: scipy's `gaussian_filter1d` with
-    mode="nearest" (edges repeated, the kernel cut at 4 σ), in torch, which generation has loaded
-    already (importing scipy.ndimage would add 0.3 s to a cold `dancegen generate`)."""
-    radius = int(4.0 * sigma + 0.5)
-    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).to(x.dtype).expand(x.shape[1], 1, -1)
-    padded = F.pad(x.T[None], (radius, radius), mode="replicate")
-    return F.conv1d(padded, kernel, groups=x.shape[1])[0].T
 
 
 def continuation_start(rot6d: torch.Tensor) -> tuple[tuple[float, float], float]:
@@ -442,7 +431,9 @@ class BailandoModel(nn.Module, SavedModel):
                  max_repeat: int | None = 8,
                  style_prior: float | None = None, actor_critic: bool = False, ac_gamma: float = 0.9,
                  ac_supervised: float = 1.0, ac_off_beat: float = 0.3, ac_still: float = 1.0,
-                 smooth_sigma: float = 0.0, height_sigma: float = 0.0, floor_radius: float | None = 4.0,
+                 smooth_sigma: float = 0.0, height_sigma: float = 0.0, ground_sigma: float | None = None,
+                 style_skeleton: bool = False,
+                 floor_radius: float | None = 4.0,
                  motion_only_uses: tuple[str, ...] = ("vqvae", "style_prior"),
                  time_stretch: float = 0.0, stretch_stages: tuple[str, ...] = ("gpt", "ac"),
                  skeleton_offsets: list | None = None, **unused: Any):
@@ -452,6 +443,7 @@ class BailandoModel(nn.Module, SavedModel):
         self.music_features, self.music_dims = tuple(music_features), tuple(music_dims)
         self.p_no_style, self.p_start, self.p_corrupt, self.use_style = p_no_style, p_start, p_corrupt, use_style
         self.mirror, self.smooth_sigma, self.height_sigma = mirror, smooth_sigma, height_sigma
+        self.ground_sigma, self.style_skeleton = ground_sigma, style_skeleton
         self.music_columns = None if music_columns is None else list(music_columns)
         self.commitment, self.velocity_weight, self.vq_window = commitment, velocity_weight, vq_window
         self.root_weight = root_weight
@@ -865,8 +857,26 @@ class BailandoModel(nn.Module, SavedModel):
                                     start_heading=float(heading(sixd_to_matrix(rot6d[0, 3:9]))), fps=self.fps)
         root = torch.cat([rot6d[:1, :3], root])  # the features describe frames 1…; frame 0 is the start
         rotations = torch.cat([sixd_to_matrix(rot6d[:1, 3:].unflatten(-1, (24, 6))), rotations])
-        out = Motion(self.fps, self.skeleton, root.numpy(), matrix_to_axis_angle(rotations).numpy())
+        out = self.on_floor(Motion(self.fps, self.body(None, motion), root.numpy(),
+                                   matrix_to_axis_angle(rotations).numpy()))
         return out.resample(motion.fps)[:motion.num_frames]
+
+    def body(self, style: str | None, seed_motion: Motion | None = None):
+        """The skeleton a dance is decoded onto: with `style_skeleton`, the seed motion's own (SMPL's
+        joints) or else the body `style`'s training dances were danced on (`skeleton_of`), whose legs
+        fit the root heights and strides the codes learned from them; otherwise the train split's
+        median skeleton (docs/benchmark.md, "The dancer's body per style")."""
+        if not self.style_skeleton:
+            return self.skeleton
+        if seed_motion is not None and seed_motion.skeleton.names == self.skeleton.names:
+            return seed_motion.skeleton
+        return self.skeleton_of(style)
+
+    def on_floor(self, motion: Motion) -> Motion:
+        """`motion` with its lowest foot on the floor (`grounded`, smoothed over `ground_sigma` seconds)
+        when `ground_sigma` is set: the decoder gives the root height and the legs apart, and in the Latin
+        dances they disagree by 5-7 cm, the feet floating (docs/benchmark.md, "Grounding")."""
+        return motion if self.ground_sigma is None else grounded(motion, self.ground_sigma)
 
     def decoded(self, up: torch.Tensor, low: torch.Tensor, frames: int) -> torch.Tensor:
         """Codes (n,) -> the first `frames` un-normalised features (frames, 148), smoothed as configured:
@@ -930,6 +940,7 @@ class BailandoModel(nn.Module, SavedModel):
                                             bias=self.style_bias(sid, (self.style_prior or 0.0)
                                                                  if style_prior is None else style_prior))
             x = self.decoded(up, low, out_frames)
-            motion = features_to_motion(x, self.skeleton, self.fps, start=start, floor_radius=self.floor_radius)
+            motion = self.on_floor(features_to_motion(x, self.body(chosen, seed_motion), self.fps, start=start,
+                                                      floor_radius=self.floor_radius))
         self.train(was_training)
         return self.at_music_rate(motion, music, length)

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import UserError
-from ..motion import Motion, smpl_skeleton
+from ..motion import SMPL_JOINT_NAMES, Motion, smpl_skeleton
 from ..paths import ASSETS
 
 
@@ -98,6 +98,8 @@ class SavedModel(DanceModel):
     training_features: Callable
     min_motion_std: float = 1e-4
     trained_styles: tuple[str, ...] | None = None  # the training dances' styles (`dancegen train` records them)
+    # each style's median skeleton offsets over its training dances ({style: (J, 3)}; `dancegen train` records them)
+    style_skeletons: dict[str, np.ndarray] | None = None
 
     def style_index(self, style: str | None) -> int:
         """`style_id(style)` for generation, or 0 (none: follow the music) for a style no training dance
@@ -106,6 +108,12 @@ class SavedModel(DanceModel):
         if self.trained_styles is not None and style not in self.trained_styles:
             return 0
         return style_id(style)
+
+    def skeleton_of(self, style: str | None):
+        """The body `style`'s training dances were danced on (the median of their skeletons), where the
+        trainer recorded one; else the train split's median skeleton, `self.skeleton`."""
+        offsets = (self.style_skeletons or {}).get(style)
+        return self.skeleton if offsets is None else smpl_skeleton(np.asarray(offsets))
 
     def keep_config(self, scope: dict) -> None:
         """`self.config`: the constructor's keyword arguments, from its `locals()` (its `**` catch-all
@@ -183,6 +191,8 @@ class SavedModel(DanceModel):
         config = {"family": self.name, "format_version": FORMAT_VERSION, **self.config}
         if self.trained_styles is not None:
             config["trained_styles"] = sorted(self.trained_styles)
+        if self.style_skeletons is not None:
+            config["style_skeletons"] = {k: np.asarray(v).tolist() for k, v in sorted(self.style_skeletons.items())}
         write_text(folder / CONFIG, json.dumps(config, indent=1) + "\n")
 
     @classmethod
@@ -196,10 +206,12 @@ class SavedModel(DanceModel):
         config = read_model_config(folder)
         if config["family"] != cls.name:
             raise UserError(folder / CONFIG, f"a {config['family']!r} model, not a {cls.name!r} one")
-        keywords = {k: v for k, v in config.items() if k not in ("family", "format_version", "trained_styles")}
+        keywords = {k: v for k, v in config.items()
+                    if k not in ("family", "format_version", "trained_styles", "style_skeletons")}
         styles = config.get("trained_styles")
         if styles is not None and not (isinstance(styles, list) and all(isinstance(x, str) for x in styles)):
             raise UserError(folder / CONFIG, f"broken model config: trained_styles {styles!r} is not a list of names")
+        bodies = _style_skeletons(folder / CONFIG, config.get("style_skeletons"))
         shapes = None
         # First without memory (meta tensors): a config of absurd sizes meets the file's shapes, not the
         # RAM. Not for the package's own models (the bundled default): building on meta imports
@@ -219,6 +231,7 @@ class SavedModel(DanceModel):
         model.load_state_dict(read_weights(folder / WEIGHTS, model.state_dict()))
         if styles is not None:
             model.trained_styles = tuple(styles)
+        model.style_skeletons = bodies
         return model.eval()
 
     @property
@@ -227,6 +240,36 @@ class SavedModel(DanceModel):
 
 
 _MODELS: dict[str, Callable[..., DanceModel]] = {}
+
+
+def style_skeletons(data) -> dict[str, np.ndarray] | None:
+    """{style: the median skeleton offsets (J, 3) of the train split's dances of that style} for a
+    `PreparedDataset` (`SavedModel.style_skeletons`), None if its skeleton is not SMPL's: in Dance with
+    Melody the Latin dances were danced by performers whose legs are 13 cm longer than the waltzers'."""
+    names = data.split("train")
+    if not names or data.motion(names[0]).skeleton.names != SMPL_JOINT_NAMES:
+        return None
+    by_style: dict[str, list[np.ndarray]] = {}
+    for n in names:
+        if style := data.sequences[n].get("style"):
+            by_style.setdefault(style, []).append(data.motion(n).skeleton.offsets)
+    return {style: np.median(np.stack(offsets), 0) for style, offsets in sorted(by_style.items())}
+
+
+def _style_skeletons(path: Path, value: Any) -> dict[str, np.ndarray] | None:
+    """A config's `style_skeletons` checked: {style name: 24 × 3 offsets}; a one-line UserError if not."""
+    if value is None:
+        return None
+    try:
+        bodies = {k: np.asarray(v, dtype=np.float64) for k, v in value.items() if isinstance(k, str)}
+        ok = len(bodies) == len(value) and all(b.shape == (len(SMPL_JOINT_NAMES), 3) and np.isfinite(b).all()
+                                               for b in bodies.values())
+    except (AttributeError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UserError(path, "broken model config: style_skeletons is not a map of style names to "
+                              f"{len(SMPL_JOINT_NAMES)} × 3 joint offsets")
+    return bodies
 
 
 def register_model(name: str):

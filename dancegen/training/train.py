@@ -167,7 +167,7 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
     import lightning as L
     import torch
 
-    from ..models.base import _MODELS
+    from ..models.base import _MODELS, style_skeletons
     from .checkpoints import newest_good
     from .lightning import LogSamples, SaveModel, TrainingModule, WindowDataModule
 
@@ -192,6 +192,7 @@ def train(config_path: str | os.PathLike, out: str | os.PathLike | None = None, 
     L.seed_everything(options["seed"], workers=True, verbose=False)
     model = _MODELS[family].for_data(data, **model_config)
     model.trained_styles = tuple(sorted({s for n in data.split("train") if (s := data.sequences[n].get("style"))}))
+    model.style_skeletons = style_skeletons(data)
     if options["init"]:
         init_weights(model, options["init"])
     inputs, outputs = model.windows()
