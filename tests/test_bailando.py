@@ -259,6 +259,21 @@ def test_style_skeleton_dances_each_style_on_its_training_dancers_body_and_groun
     assert not np.allclose(grounded.root_translation[:, 1], body.root_translation[:, 1], atol=1e-3)
 
 
+def test_beat_shift_retimes_the_dance_onto_the_beats_of_fact35():
+    """`beat_shift` re-times the decoded dance (`on_beats`) onto the beats of fact35's beat column."""
+    from dancegen.models.base import FACT35_BEAT
+    from dancegen.motion.filters import on_beats
+
+    song = music(150)
+    song.features["fact35"][:, FACT35_BEAT] = np.arange(150) % 13 == 5  # a beat every 0.52 s from 0.2 s
+    plain = tiny().generate(song, seed=1)
+    out = tiny(beat_shift=0.3, beat_stretch=1.25).generate(song, seed=1)
+    expected = on_beats(plain, (5 + 13 * np.arange(12)) / 25.0, max_shift=0.3, max_stretch=1.25)
+    assert out.num_frames == plain.num_frames == 150
+    assert np.allclose(out.rotations, expected.rotations, atol=1e-5) and not np.allclose(out.rotations, plain.rotations)
+    assert np.allclose(out.root_translation, expected.root_translation, atol=1e-5)
+
+
 def test_the_default_codebooks_reconstruct_a_training_dance(shared_data: Path):
     """The bundled model's choreographic memory round trip: a real training dance (DANCE_C_2, the
     first 40 s) through its codes comes back within 6 cm mean joint error in the dancer's own frame

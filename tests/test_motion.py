@@ -346,3 +346,69 @@ def test_grounded_needs_a_foot_in_the_skeleton():
     motion = Motion(25.0, skeleton, np.zeros((3, 3)), np.zeros((3, 2, 3)))
     with pytest.raises(ValueError, match="no joint of the skeleton is named like a foot"):
         grounded(motion, 0.1)
+
+
+def test_at_times_slerps_like_scipy_at_any_times():
+    from scipy.spatial.transform import Rotation, Slerp
+
+    rng = np.random.default_rng(3)
+    m = Motion(25.0, smpl_skeleton(), rng.normal(size=(40, 3)), np.cumsum(rng.normal(0, 0.4, (40, 24, 3)), 0))
+    times = np.sort(rng.uniform(-0.1, 40 / 25, 77))  # a few outside the span: clipped to it
+    out = m.at_times(times, 60.0)
+    t = np.arange(40) / 25.0
+    inside = np.clip(times, 0, t[-1])
+    expected = np.stack([Slerp(t, Rotation.from_rotvec(m.rotations[:, j]))(inside).as_matrix() for j in range(24)], 1)
+    got = Rotation.from_rotvec(out.rotations.reshape(-1, 3)).as_matrix().reshape(expected.shape)
+    assert out.fps == 60.0 and out.num_frames == 77 and np.abs(got - expected).max() < 1e-5
+    root = np.stack([np.interp(inside, t, m.root_translation[:, i]) for i in range(3)], 1)
+    assert np.abs(out.root_translation - root).max() < 1e-5
+
+
+def _swinging(frames: int = 300, fps: float = 25.0, period: float = 0.6, lag: float = 0.113) -> Motion:
+    """Both arms swinging with `period` s: joint speed is lowest at the turns, every period / 2 s from `lag`."""
+    t = np.arange(frames) / fps
+    rotations = np.zeros((frames, 24, 3), np.float32)
+    swing = 0.8 * np.cos(2 * np.pi * (t - lag) / period)
+    for shoulder in (16, 17):
+        rotations[:, shoulder, 2] = swing
+    for knee in (4, 5):
+        rotations[:, knee, 0] = 0.3 * swing
+    return Motion(fps, smpl_skeleton(), np.tile([0.0, 0.95, 0.0], (frames, 1)), rotations)
+
+
+def test_kinematic_beats_are_the_beat_alignment_scores_motion_beats():
+    from dancegen.metrics.beats import motion_beats
+    from dancegen.motion.filters import kinematic_beats
+
+    m = _swinging()
+    beats = kinematic_beats(m)
+    reference = motion_beats(m.resample(60.0).positions(), "bailando") / 60.0
+    end = (m.num_frames - 1) / m.fps
+
+    def inner(b: np.ndarray) -> np.ndarray:  # 20 frames from either end the smoothing differs: scipy's
+        return b[(b > 20 / 60) & (b < end - 20 / 60)]  # reflects the speeds, gaussian_smooth repeats the last
+
+    assert len(beats) > 15 and np.array_equal(inner(beats), inner(reference))
+    assert np.abs((beats - 0.113) / 0.3 - np.round((beats - 0.113) / 0.3)).max() < 0.1  # at the turns
+
+
+def test_on_beats_moves_the_motions_beats_onto_the_music_within_its_bounds():
+    from dancegen.metrics.beats import beat_align_score
+    from dancegen.motion.filters import kinematic_beats, on_beats
+
+    m = _swinging()  # turns at 0.113 + 0.3 k s
+    music = 0.263 + 0.3 * np.arange(40)  # beats 0.15 s after each turn
+    out = on_beats(m, music, max_shift=0.3, max_stretch=1.5)
+    assert out.num_frames == m.num_frames and out.fps == m.fps
+    np.testing.assert_allclose(out.rotations[[0, -1]], m.rotations[[0, -1]], atol=1e-5)
+    moved = kinematic_beats(out)
+    inner = moved[(moved > 0.7) & (moved < 11.0)]  # the first and last stretches, to the fixed ends, aside
+    assert np.abs(inner[:, None] - music[None]).min(1).max() < 1.5 / 60  # on the music's beats now
+    before = beat_align_score(m.resample(60.0).positions(), np.round(music * 60).astype(int))
+    after = beat_align_score(out.resample(60.0).positions(), np.round(music * 60).astype(int))
+    assert after > before + 0.3
+    # beats further than max_shift, or a stretch past max_stretch, leave the motion as it was
+    assert np.array_equal(on_beats(m, music, max_shift=0.1).rotations, m.at_times(np.arange(300) / 25.0).rotations)
+    shifted = on_beats(m, music, max_shift=0.3, max_stretch=1.01)
+    assert np.abs(shifted.rotations - m.rotations).max() < 1e-4
+    assert on_beats(m, np.zeros(0)) is m

@@ -54,7 +54,7 @@ from tqdm import tqdm
 
 from ..data.representation import mirror_rot6d, motion_to_rot6d
 from ..motion import Motion, forward_kinematics
-from ..motion.filters import gaussian_smooth, grounded
+from ..motion.filters import gaussian_smooth, grounded, on_beats
 from ..motion.rotations import matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
 from .base import FACT35_BEAT, STYLES, Music, SavedModel, one_thread, register_model, style_id
 
@@ -432,7 +432,7 @@ class BailandoModel(nn.Module, SavedModel):
                  style_prior: float | None = None, actor_critic: bool = False, ac_gamma: float = 0.9,
                  ac_supervised: float = 1.0, ac_off_beat: float = 0.3, ac_still: float = 1.0,
                  smooth_sigma: float = 0.0, height_sigma: float = 0.0, ground_sigma: float | None = None,
-                 style_skeleton: bool = False,
+                 style_skeleton: bool = False, beat_shift: float | None = None, beat_stretch: float = 1.5,
                  floor_radius: float | None = 4.0,
                  motion_only_uses: tuple[str, ...] = ("vqvae", "style_prior"),
                  time_stretch: float = 0.0, stretch_stages: tuple[str, ...] = ("gpt", "ac"),
@@ -444,6 +444,7 @@ class BailandoModel(nn.Module, SavedModel):
         self.p_no_style, self.p_start, self.p_corrupt, self.use_style = p_no_style, p_start, p_corrupt, use_style
         self.mirror, self.smooth_sigma, self.height_sigma = mirror, smooth_sigma, height_sigma
         self.ground_sigma, self.style_skeleton = ground_sigma, style_skeleton
+        self.beat_shift, self.beat_stretch = beat_shift, beat_stretch
         self.music_columns = None if music_columns is None else list(music_columns)
         self.commitment, self.velocity_weight, self.vq_window = commitment, velocity_weight, vq_window
         self.root_weight = root_weight
@@ -872,6 +873,15 @@ class BailandoModel(nn.Module, SavedModel):
             return seed_motion.skeleton
         return self.skeleton_of(style)
 
+    def on_beat(self, motion: Motion, music: Music) -> Motion:
+        """`motion` re-timed so that its kinematic beats fall on the music's beats (`on_beats`: each one
+        within `beat_shift` s, no stretch played more than `beat_stretch` times faster or slower) when
+        `beat_shift` is set and the music has fact35's beat column (docs/benchmark.md, "On the beat")."""
+        if self.beat_shift is None or "fact35" not in music.features:
+            return motion
+        beats = np.flatnonzero(np.asarray(music.features["fact35"])[:, FACT35_BEAT] > 0.5) / music.fps
+        return on_beats(motion, beats, max_shift=self.beat_shift, max_stretch=self.beat_stretch)
+
     def on_floor(self, motion: Motion) -> Motion:
         """`motion` with its lowest foot on the floor (`grounded`, smoothed over `ground_sigma` seconds)
         when `ground_sigma` is set: the decoder gives the root height and the legs apart, and in the Latin
@@ -942,5 +952,6 @@ class BailandoModel(nn.Module, SavedModel):
             x = self.decoded(up, low, out_frames)
             motion = self.on_floor(features_to_motion(x, self.body(chosen, seed_motion), self.fps, start=start,
                                                       floor_radius=self.floor_radius))
+            motion = self.on_beat(motion, music)
         self.train(was_training)
         return self.at_music_rate(motion, music, length)

@@ -1,7 +1,9 @@
-"""Filters on motion: Gaussian smoothing along time, and grounding the feet on the floor."""
+"""Filters on motion: Gaussian smoothing along time, grounding the feet on the floor, and re-timing a
+dance so that its kinematic beats fall on the music's beats."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -43,3 +45,42 @@ def grounded(motion: Motion, sigma: float, floor: float = 0.0) -> Motion:
     root = motion.root_translation.copy()
     root[:, 1] -= lowest[:, 0].numpy().astype(root.dtype) - floor
     return Motion(motion.fps, motion.skeleton, root, motion.rotations)
+
+
+def kinematic_beats(motion: Motion, fps: float = 60.0) -> np.ndarray:
+    """Times (s) of `motion`'s kinematic beats: the local minima of its mean joint speed at `fps`,
+    smoothed by a Gaussian of 5 frames, as Bailando's beat alignment score finds them
+    (`dancegen.metrics.beats.motion_beats`; here without scipy, which `dancegen generate` does not load)."""
+    p = motion.resample(fps).positions().astype(np.float64)
+    if len(p) < 4:
+        return np.zeros(0)
+    speed = np.linalg.norm(np.diff(p, axis=0), axis=-1).mean(1)
+    s = gaussian_smooth(torch.from_numpy(speed)[:, None].double(), 5.0)[:, 0].numpy()
+    return (np.flatnonzero((s[1:-1] < s[:-2]) & (s[1:-1] < s[2:])) + 1) / fps
+
+
+def on_beats(motion: Motion, beats: np.ndarray, *, max_shift: float = 0.3, max_stretch: float = 1.5) -> Motion:
+    """`motion` re-timed so that its kinematic beats (`kinematic_beats`) fall on the music's `beats`
+    (seconds): in time order, each kinematic beat within `max_shift` s of a music beat not taken yet is
+    moved onto it, unless the motion between it and the previous moved beat would then play more than
+    `max_stretch` times faster or slower; between moved beats time runs linearly. The first and the
+    last frame stay where they are, and so does the length."""
+    end = (motion.num_frames - 1) / motion.fps
+    beats = np.sort(np.asarray(beats, dtype=np.float64))
+    if end <= 0 or len(beats) == 0:
+        return motion
+    anchors, taken = [(0.0, 0.0)], set()  # (music time, motion time)
+    for k in kinematic_beats(motion):
+        i = int(np.argmin(np.abs(beats - k)))
+        b = beats[i]
+        b0, k0 = anchors[-1]
+        if abs(b - k) > max_shift or i in taken or b <= b0 or k <= k0:
+            continue
+        if 1 / max_stretch <= (b - b0) / (k - k0) <= max_stretch:
+            anchors.append((b, k))
+            taken.add(i)
+    while len(anchors) > 1 and not (anchors[-1][0] < end and anchors[-1][1] < end and
+                                    1 / max_stretch <= (end - anchors[-1][0]) / (end - anchors[-1][1]) <= max_stretch):
+        anchors.pop()  # the last stretch, to the unmoved last frame, must keep within the bounds too
+    music_t, motion_t = np.array(anchors + [(end, end)]).T
+    return motion.at_times(np.interp(np.arange(motion.num_frames) / motion.fps, music_t, motion_t))

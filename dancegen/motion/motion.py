@@ -75,16 +75,38 @@ class Motion:
 
         Frames are taken at k / fps for every k that falls within the original's time span.
         """
-        from scipy.spatial.transform import Rotation, Slerp
-
         if fps == self.fps:
             return self
-        t = np.arange(self.num_frames) / self.fps
-        new_t = np.arange(int(np.floor(t[-1] * fps + 1e-6)) + 1) / fps
-        root = np.stack([np.interp(new_t, t, self.root_translation[:, i]) for i in range(3)], axis=1)
-        rotations = np.stack([Slerp(t, Rotation.from_rotvec(self.rotations[:, j]))(new_t).as_rotvec()
-                              for j in range(self.skeleton.num_joints)], axis=1)
-        return Motion(fps, self.skeleton, root, rotations)
+        end = (self.num_frames - 1) / self.fps
+        return self.at_times(np.arange(int(np.floor(end * fps + 1e-6)) + 1) / fps, fps)
+
+    def at_times(self, times: np.ndarray, fps: float | None = None) -> "Motion":
+        """The motion sampled at `times` (seconds, clipped to its span; any order) as frames at `fps`
+        (by default its own): rotations by slerp between the two frames around each time, the root
+        translation linearly. In torch, without roma or scipy (`dancegen generate` loads neither)."""
+        from .rotations import quaternion_to_axis_angle
+
+        times = np.clip(np.asarray(times, dtype=np.float64) * self.fps, 0, self.num_frames - 1)
+        lo = np.minimum(np.floor(times).astype(np.int64), max(self.num_frames - 2, 0))
+        hi = np.minimum(lo + 1, self.num_frames - 1)
+        w = (times - lo)[:, None]
+        root = (1 - w) * self.root_translation[lo] + w * self.root_translation[hi]
+        with torch.no_grad():
+            r = torch.from_numpy(self.rotations).double()
+            angle = r.norm(dim=-1, keepdim=True)
+            q = torch.cat([r * torch.sinc(angle / (2 * torch.pi)) / 2, torch.cos(angle / 2)], -1)  # x, y, z, w
+            q0, q1 = q[lo], q[hi]
+            dot = (q0 * q1).sum(-1, keepdim=True)
+            q1 = torch.where(dot < 0, -q1, q1)  # the shorter arc
+            angle = torch.acos(dot.abs().clamp(max=1.0))
+            t = torch.from_numpy(w)[:, None]
+            near = angle < 1e-6
+            sin = torch.where(near, torch.ones_like(angle), torch.sin(angle))
+            a = torch.where(near, 1 - t, torch.sin((1 - t) * angle) / sin)
+            b = torch.where(near, t, torch.sin(t * angle) / sin)
+            q = a * q0 + b * q1
+            rotations = quaternion_to_axis_angle(q / q.norm(dim=-1, keepdim=True)).numpy()
+        return Motion(self.fps if fps is None else fps, self.skeleton, root, rotations)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write a self-describing .npz (no pickled objects), atomically."""
