@@ -22,6 +22,9 @@ from .rotations import axis_angle_to_matrix
 from .skeleton import Skeleton
 
 
+CHUNK = 4096  # frames that `positions` and `at_times` work on at a time
+
+
 @dataclass(eq=False)
 class Motion:
     fps: float
@@ -60,15 +63,19 @@ class Motion:
         return Motion(self.fps, self.skeleton, self.root_translation[frames], self.rotations[frames])
 
     def positions(self) -> np.ndarray:
-        """World joint positions (T, J, 3), metres, by forward kinematics."""
+        """World joint positions (T, J, 3), metres, by forward kinematics (CHUNK frames at a time, so
+        that a long dance needs no more working memory than a short one)."""
+        out = np.empty((self.num_frames, self.skeleton.num_joints, 3), dtype=np.float32)
         with torch.no_grad():
-            pos, _ = forward_kinematics(
-                axis_angle_to_matrix(torch.from_numpy(self.rotations)),
-                torch.from_numpy(self.root_translation),
-                torch.from_numpy(self.skeleton.offsets),
-                self.skeleton.parents,
-            )
-        return pos.numpy()
+            for s in range(0, self.num_frames, CHUNK):
+                pos, _ = forward_kinematics(
+                    axis_angle_to_matrix(torch.from_numpy(self.rotations[s:s + CHUNK])),
+                    torch.from_numpy(self.root_translation[s:s + CHUNK]),
+                    torch.from_numpy(self.skeleton.offsets),
+                    self.skeleton.parents,
+                )
+                out[s:s + CHUNK] = pos.numpy()
+        return out
 
     def resample(self, fps: float) -> "Motion":
         """The motion at another frame rate: rotations by slerp, root translation linearly.
@@ -91,21 +98,23 @@ class Motion:
         hi = np.minimum(lo + 1, self.num_frames - 1)
         w = (times - lo)[:, None]
         root = (1 - w) * self.root_translation[lo] + w * self.root_translation[hi]
+        rotations = np.empty((len(times), self.skeleton.num_joints, 3), dtype=np.float32)
         with torch.no_grad():
             r = torch.from_numpy(self.rotations).double()
             angle = r.norm(dim=-1, keepdim=True)
             q = torch.cat([r * torch.sinc(angle / (2 * torch.pi)) / 2, torch.cos(angle / 2)], -1)  # x, y, z, w
-            q0, q1 = q[lo], q[hi]
-            dot = (q0 * q1).sum(-1, keepdim=True)
-            q1 = torch.where(dot < 0, -q1, q1)  # the shorter arc
-            angle = torch.acos(dot.abs().clamp(max=1.0))
-            t = torch.from_numpy(w)[:, None]
-            near = angle < 1e-6
-            sin = torch.where(near, torch.ones_like(angle), torch.sin(angle))
-            a = torch.where(near, 1 - t, torch.sin((1 - t) * angle) / sin)
-            b = torch.where(near, t, torch.sin(t * angle) / sin)
-            q = a * q0 + b * q1
-            rotations = quaternion_to_axis_angle(q / q.norm(dim=-1, keepdim=True)).numpy()
+            for s in range(0, len(times), CHUNK):  # CHUNK frames at a time: flat memory in the length
+                q0, q1 = q[lo[s:s + CHUNK]], q[hi[s:s + CHUNK]]
+                dot = (q0 * q1).sum(-1, keepdim=True)
+                q1 = torch.where(dot < 0, -q1, q1)  # the shorter arc
+                angle = torch.acos(dot.abs().clamp(max=1.0))
+                t = torch.from_numpy(w[s:s + CHUNK])[:, None]
+                near = angle < 1e-6
+                sin = torch.where(near, torch.ones_like(angle), torch.sin(angle))
+                a = torch.where(near, 1 - t, torch.sin((1 - t) * angle) / sin)
+                b = torch.where(near, t, torch.sin(t * angle) / sin)
+                qs = a * q0 + b * q1
+                rotations[s:s + CHUNK] = quaternion_to_axis_angle(qs / qs.norm(dim=-1, keepdim=True)).numpy()
         return Motion(self.fps if fps is None else fps, self.skeleton, root, rotations)
 
     def save(self, path: str | os.PathLike) -> None:
