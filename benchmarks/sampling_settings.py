@@ -22,7 +22,8 @@ from dancegen.metrics.report import markdown_table
 from dancegen.metrics.style import MotionStyleClassifier
 from dancegen.models import DanceModel, load_model
 
-CONFIG_VALUES = ("smooth_sigma", "height_sigma", "ground_sigma", "style_skeleton", "beat_shift", "beat_stretch", "max_repeat", "floor_radius")
+CONFIG_VALUES = ("smooth_sigma", "height_sigma", "ground_sigma", "style_skeleton", "beat_shift", "beat_stretch",
+                 "max_repeat", "floor_radius")
 
 
 class Sampled(DanceModel):

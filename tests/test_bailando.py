@@ -250,6 +250,8 @@ def test_style_skeleton_dances_each_style_on_its_training_dancers_body_and_groun
     seed = synthetic_motion(1, 30)
     seed.skeleton = replace(seed.skeleton, offsets=seed.skeleton.offsets * 1.1)
     assert np.allclose(model.generate(rumba, seed=2, seed_motion=seed).skeleton.offsets, seed.skeleton.offsets)
+    assert np.allclose(model.reconstruct(seed).skeleton.offsets, seed.skeleton.offsets)  # a dance on its own body
+    assert np.allclose(tiny().reconstruct(seed).skeleton.offsets, tiny().skeleton.offsets)
 
     feet = [SMPL_JOINT_NAMES.index(n) for n in ("lankle", "rankle", "ltoes", "rtoes")]
     model.ground_sigma = 0.0

@@ -866,7 +866,7 @@ class BailandoModel(nn.Module, SavedModel):
         """The skeleton a dance is decoded onto: with `style_skeleton`, the seed motion's own (SMPL's
         joints) or else the body `style`'s training dances were danced on (`skeleton_of`), whose legs
         fit the root heights and strides the codes learned from them; otherwise the train split's
-        median skeleton (docs/benchmark.md, "The dancer's body per style")."""
+        median skeleton (docs/benchmark.md, "The dancer's body per style, and the feet on the floor")."""
         if not self.style_skeleton:
             return self.skeleton
         if seed_motion is not None and seed_motion.skeleton.names == self.skeleton.names:
@@ -884,8 +884,9 @@ class BailandoModel(nn.Module, SavedModel):
 
     def on_floor(self, motion: Motion) -> Motion:
         """`motion` with its lowest foot on the floor (`grounded`, smoothed over `ground_sigma` seconds)
-        when `ground_sigma` is set: the decoder gives the root height and the legs apart, and in the Latin
-        dances they disagree by 5-7 cm, the feet floating (docs/benchmark.md, "Grounding")."""
+        when `ground_sigma` is set: the decoder gives the root height and the legs apart, and on a body
+        other than the one the codes learnt them on the feet float (docs/benchmark.md, "The dancer's body
+        per style, and the feet on the floor")."""
         return motion if self.ground_sigma is None else grounded(motion, self.ground_sigma)
 
     def decoded(self, up: torch.Tensor, low: torch.Tensor, frames: int) -> torch.Tensor:

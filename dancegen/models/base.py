@@ -245,7 +245,7 @@ _MODELS: dict[str, Callable[..., DanceModel]] = {}
 def style_skeletons(data) -> dict[str, np.ndarray] | None:
     """{style: the median skeleton offsets (J, 3) of the train split's dances of that style} for a
     `PreparedDataset` (`SavedModel.style_skeletons`), None if its skeleton is not SMPL's: in Dance with
-    Melody the Latin dances were danced by performers whose legs are 13 cm longer than the waltzers'."""
+    Melody the Latin dances were danced by performers whose legs are up to 13 cm longer than the waltzer's."""
     names = data.split("train")
     if not names or data.motion(names[0]).skeleton.names != SMPL_JOINT_NAMES:
         return None
