@@ -184,6 +184,24 @@ def test_smpl_pickle_round_trips_through_the_aist_loader(tmp_path: Path, fps: fl
     assert error < 1e-3, f"{error * 1000:.3f} mm"
 
 
+def test_smpl_pickle_puts_a_longer_legged_dancer_on_smpls_legs_feet_on_the_floor(tmp_path: Path):
+    """A dance on legs 15 % longer (the default model's Latin body) is written on SMPL's neutral body
+    with its root translation scaled by the legs' ratio: standing feet stay on the floor."""
+    offsets = smpl_skeleton().offsets.copy()
+    offsets[[1, 2, 4, 5, 7, 8]] *= 1.15
+    long_legs = Skeleton(smpl_skeleton().names, smpl_skeleton().parents, offsets)
+    rest = Motion(60.0, long_legs, np.zeros((1, 3)), np.zeros((1, 24, 3))).positions()[0]
+    frames = 30
+    root = np.stack([np.linspace(0, 1.5, frames), np.full(frames, -rest[[7, 8, 10, 11], 1].min()),
+                     np.zeros(frames)], -1)  # walking 1.5 m along x, the lowest foot on the floor
+    write_smpl(Motion(60.0, long_legs, root, np.zeros((frames, 24, 3))), tmp_path / "d.smpl.pkl")
+    loaded = load_motion(tmp_path / "d.smpl.pkl")
+    assert np.allclose(loaded.skeleton.offsets, smpl_skeleton().offsets)
+    feet = loaded.positions()[:, [7, 8, 10, 11], 1].min(1)
+    assert np.abs(feet).max() < 0.01, f"the feet {100 * np.abs(feet).max():.1f} cm off the floor"
+    assert abs(loaded.root_translation[-1, 0] - 1.5 / 1.15) < 0.02  # the same strides, in legs
+
+
 def numpy1_python() -> str | None:
     """A Python with numpy 1.x (Debian's python3 with python3-numpy, which `make blender` installs)."""
     probe = "import numpy; assert numpy.__version__.startswith('1.')"

@@ -16,7 +16,12 @@ positions. Like AIST++ data in that loader (and in EDGE), an SMPL layer puts the
 constant rest offset (about 0.22 m) below that point; see the loader's docstring.
 
 SMPL has no per-joint offsets in this layout, so only motions on the SMPL 24-joint skeleton can
-be written; their bone lengths become SMPL's neutral body's (the ones dancegen's models use).
+be written; their bone lengths become SMPL's neutral body's (the ones dancegen's models use). A
+motion on longer or shorter legs (the default model dances each style on its training dancers'
+body: the Latin dancers' legs are up to 13 cm longer) has its root translation scaled by the
+ratio of SMPL's leg to its own (hip, knee and ankle offsets), so that the neutral body's feet meet
+the floor where the dancer's did instead of floating above it, and its strides keep their length
+in legs.
 The pickle names numpy's array constructor as numpy 1.x does, so that both numpy 1.x and 2.x read
 it. The file is written atomically.
 """
@@ -31,10 +36,16 @@ import numpy as np
 from ..errors import UserError
 from ..io import atomic_path
 from .motion import Motion
-from .skeleton import SMPL_JOINT_NAMES, SMPL_PARENTS
+from .skeleton import SMPL_JOINT_NAMES, SMPL_OFFSETS, SMPL_PARENTS
 
 SMPL_FPS = 60.0  # AIST++'s frame rate (dancegen.datasets.aist.AIST_FPS)
 SMPL_SCALING = 100.0  # translation in centimetres
+
+
+def leg_length(offsets: np.ndarray) -> float:
+    """Rest length of SMPL's legs on a skeleton's `offsets`: hip, knee and ankle offsets, both sides averaged."""
+    joints = [SMPL_JOINT_NAMES.index(n) for n in ("lhip", "lknee", "lankle", "rhip", "rknee", "rankle")]
+    return float(np.linalg.norm(np.asarray(offsets, dtype=np.float64)[joints], axis=1).sum() / 2)
 
 
 def smpl_parameters(motion: Motion) -> dict[str, np.ndarray]:
@@ -49,6 +60,7 @@ def smpl_parameters(motion: Motion) -> dict[str, np.ndarray]:
     if motion.num_frames > 1:
         motion = motion.resample(SMPL_FPS)
     root = motion.root_translation.astype(np.float64) + skeleton.offsets[0]  # SMPL's root offset is zero
+    root *= leg_length(SMPL_OFFSETS) / leg_length(skeleton.offsets)  # on SMPL's legs (1 for its own body)
     return {
         "smpl_poses": motion.rotations.reshape(motion.num_frames, -1).astype(np.float32),
         "smpl_trans": (root * SMPL_SCALING).astype(np.float32),
