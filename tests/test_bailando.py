@@ -261,6 +261,33 @@ def test_style_skeleton_dances_each_style_on_its_training_dancers_body_and_groun
     assert not np.allclose(grounded.root_translation[:, 1], body.root_translation[:, 1], atol=1e-3)
 
 
+def test_unknown_style_dances_the_style_the_music_classifier_hears(monkeypatch):
+    """With `unknown_style`, a style no training dance had (or "auto") is danced as the style the music
+    style classifier hears, if the training dances had that one; without it, with no style."""
+    from dataclasses import replace
+
+    import dancegen.models.bailando as bailando
+    from dancegen.models.base import heard_style
+
+    heard = []
+    monkeypatch.setattr(bailando, "heard_style", lambda music, dataset: heard.append(dataset) or "rumba")
+    longer = tiny().skeleton.offsets * np.array([1.0, 1.15, 1.0], np.float32)
+    model = tiny(style_skeleton=True, unknown_style="dance_with_melody")
+    model.trained_styles, model.style_skeletons = ("rumba", "waltz"), {"rumba": longer}
+    tango = replace(music(40), style="tango")
+    assert model.known_style("tango", tango) == "rumba" and model.known_style("auto", tango) == "rumba"
+    assert model.known_style("waltz", tango) == "waltz" and heard == ["dance_with_melody"] * 2
+    assert np.allclose(model.generate(tango, seed=0).skeleton.offsets, longer)  # danced as a rumba
+    model.unknown_style = None
+    assert model.known_style("tango", tango) == "tango" and model.style_index("tango") == 0
+    assert np.allclose(model.generate(tango, seed=0).skeleton.offsets, model.skeleton.offsets)
+    model.unknown_style = "dance_with_melody"
+    monkeypatch.setattr(bailando, "heard_style", lambda music, dataset: "cha-cha")  # heard, but never trained
+    assert model.known_style("tango", tango) == "tango"
+    assert heard_style(music(80), "dance_with_melody") in ("cha-cha", "rumba", "waltz")  # the bundled classifier
+    assert heard_style(replace(music(80), features={}), "dance_with_melody") is None
+
+
 def test_beat_shift_retimes_the_dance_onto_the_beats_of_fact35():
     """`beat_shift` re-times the decoded dance (`on_beats`) onto the beats of fact35's beat column."""
     from dancegen.models.base import FACT35_BEAT

@@ -56,7 +56,7 @@ from ..data.representation import mirror_rot6d, motion_to_rot6d
 from ..motion import Motion, forward_kinematics
 from ..motion.filters import gaussian_smooth, grounded, on_beats
 from ..motion.rotations import matrix_to_6d, matrix_to_axis_angle, sixd_to_matrix
-from .base import FACT35_BEAT, STYLES, Music, SavedModel, one_thread, register_model, style_id
+from .base import FACT35_BEAT, STYLES, Music, SavedModel, heard_style, one_thread, register_model, style_id
 
 LOWER_JOINTS = (1, 2, 4, 5, 7, 8, 10, 11)  # hips, knees, ankles, feet (the pelvis goes with the root)
 UPPER_JOINTS = (3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)
@@ -433,6 +433,7 @@ class BailandoModel(nn.Module, SavedModel):
                  ac_supervised: float = 1.0, ac_off_beat: float = 0.3, ac_still: float = 1.0,
                  smooth_sigma: float = 0.0, height_sigma: float = 0.0, ground_sigma: float | None = None,
                  style_skeleton: bool = False, beat_shift: float | None = None, beat_stretch: float = 1.5,
+                 unknown_style: str | None = None,
                  floor_radius: float | None = 4.0,
                  motion_only_uses: tuple[str, ...] = ("vqvae", "style_prior"),
                  time_stretch: float = 0.0, stretch_stages: tuple[str, ...] = ("gpt", "ac"),
@@ -444,7 +445,7 @@ class BailandoModel(nn.Module, SavedModel):
         self.p_no_style, self.p_start, self.p_corrupt, self.use_style = p_no_style, p_start, p_corrupt, use_style
         self.mirror, self.smooth_sigma, self.height_sigma = mirror, smooth_sigma, height_sigma
         self.ground_sigma, self.style_skeleton = ground_sigma, style_skeleton
-        self.beat_shift, self.beat_stretch = beat_shift, beat_stretch
+        self.beat_shift, self.beat_stretch, self.unknown_style = beat_shift, beat_stretch, unknown_style
         self.music_columns = None if music_columns is None else list(music_columns)
         self.commitment, self.velocity_weight, self.vq_window = commitment, velocity_weight, vq_window
         self.root_weight = root_weight
@@ -862,6 +863,17 @@ class BailandoModel(nn.Module, SavedModel):
                                    matrix_to_axis_angle(rotations).numpy()))
         return out.resample(motion.fps)[:motion.num_frames]
 
+    def known_style(self, style: str | None, music: Music) -> str | None:
+        """The style to dance: `style` when the training dances had it; otherwise (an unknown style such
+        as Dance with Melody's test-only tango, "auto" or none), with `unknown_style` naming a bundled
+        music style classifier, the style it hears in the music if the training dances had that one
+        (off in the default; docs/benchmark.md, "A style without training dances"); else `style`,
+        which `style_index` turns into none: the GPT follows the music alone."""
+        if self.trained_styles is None or style in self.trained_styles or not self.unknown_style:
+            return style
+        heard = heard_style(music, self.unknown_style)
+        return heard if heard in self.trained_styles else style
+
     def body(self, style: str | None, seed_motion: Motion | None = None):
         """The skeleton a dance is decoded onto: with `style_skeleton`, the seed motion's own (SMPL's
         joints) or else the body `style`'s training dances were danced on (`skeleton_of`), whose legs
@@ -925,7 +937,7 @@ class BailandoModel(nn.Module, SavedModel):
         n = -(-out_frames // self.down)  # code steps
         feats = self.normalise_music(torch.from_numpy(feats[:n * self.down]))
         feats = F.pad(feats, (0, 0, 0, n * self.down - len(feats)))
-        chosen = music.style if style is None else style  # "auto" or an unknown style: none, read from the music
+        chosen = self.known_style(music.style if style is None else style, music)
         was_training = self.training
         self.eval()
         with torch.inference_mode():

@@ -242,6 +242,18 @@ class SavedModel(DanceModel):
 _MODELS: dict[str, Callable[..., DanceModel]] = {}
 
 
+def heard_style(music: Music, dataset: str) -> str | None:
+    """The style the bundled music style classifier of `dataset` (dancegen/assets/style/) hears in
+    `music`, as `dancegen generate --style auto` asks it; None when the music lacks its feature."""
+    from ..metrics.style import MusicStyleClassifier
+
+    classifier = MusicStyleClassifier.bundled(dataset)
+    x = music.features.get(classifier.config["feature"])
+    if x is None or len(x) == 0:
+        return None
+    return classifier.predict(resample_features(np.asarray(x, dtype=np.float32), music.fps, classifier.fps))
+
+
 def style_skeletons(data) -> dict[str, np.ndarray] | None:
     """{style: the median skeleton offsets (J, 3) of the train split's dances of that style} for a
     `PreparedDataset` (`SavedModel.style_skeletons`), None if its skeleton is not SMPL's: in Dance with
